@@ -1,0 +1,25 @@
+"""Errors that library code raises; only cli.py turns them into messages and exit codes."""
+
+
+class BcParetoError(Exception):
+    """Base class: something the user can fix (a file, an option, a cell)."""
+
+
+class GridSpecError(BcParetoError):
+    """The hyperparameter sheet is malformed (exit code 2: bad input)."""
+
+
+class ConfigError(BcParetoError):
+    """A preset or an override is invalid (exit code 2: bad input)."""
+
+
+class DataError(BcParetoError):
+    """The data directory is missing or not laid out as a data set."""
+
+
+class ColumnError(BcParetoError):
+    """A metrics CSV lacks a usable column (exit code 2: bad input)."""
+
+
+class TrialFailed(BcParetoError):
+    """One grid point could not be trained (collapsed feature map, NaN loss, ...)."""
