@@ -1,13 +1,43 @@
-"""Command-line interface: parses options, calls one library function, turns errors into messages."""
+"""Command-line interface: parses options, calls one library function, turns errors into messages.
+
+Heavy modules (TensorFlow, pandas, matplotlib, Optuna) are imported inside the commands, so
+`bcpareto --help` starts fast.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
 
 import click
 
 from . import __version__
+from .errors import BcParetoError, ColumnError, ConfigError, GridSpecError, TrialFailed
+
+DEFAULT_GRID = "hyper_parameters.xlsx"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class BadInput(click.ClickException):
+    """A file, cell or option the user must fix: exit code 2, like click's usage errors."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Library errors -> messages: bad input exits 2, anything else the tool reports exits 1."""
+    try:
+        yield
+    except (GridSpecError, ConfigError, ColumnError) as exc:
+        raise BadInput(str(exc)) from None
+    except BcParetoError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="bcpareto")
 def cli() -> None:
     """Find the accuracy/size trade-off of small white-blood-cell CNNs.
@@ -18,6 +48,142 @@ def cli() -> None:
       bcpareto search --epochs 10        train them all, log metrics_log.csv
       bcpareto plot metrics_log.csv      Pareto front -> pareto_outputs/
     """
+
+
+def _preset_options(func: Any) -> Any:
+    """Options shared by `grid` and `search`: the preset and the overrides that shape a model."""
+    options = [
+        click.option(
+            "--config", "preset", default="default", show_default=True, metavar="NAME|FILE",
+            help="Training preset: a name from configs/ (default, quick, seed, ...) or a .toml file.",
+        ),
+        click.option("--image-size", type=click.IntRange(min=8), help="Input side in pixels (overrides the preset)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _grid_argument(func: Any) -> Any:
+    return click.argument("xlsx", required=False, type=click.Path(dir_okay=False, path_type=Path))(func)
+
+
+def _load(xlsx: Path | None, preset: str, **overrides: Any) -> tuple[Path, list[Any], Any]:
+    from .config import load_config
+    from .gridspec import read_grid
+
+    config = load_config(preset, **overrides)
+    path = xlsx or Path(config.grid or DEFAULT_GRID)
+    return path, read_grid(path), config
+
+
+@cli.command()
+@_grid_argument
+@_preset_options
+@click.option("--h5", is_flag=True, help="Also build each model and measure its .h5 size the earlier "
+              "way (MiB, right after compile): the seed logs' model_size(MB). Needs TensorFlow.")
+def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool) -> None:
+    """Print the grid XLSX expands to (default: the preset's grid, else hyper_parameters.xlsx).
+
+    One line per model, without training: id, dense layers, neurons, filters, kernel sizes,
+    parameter count, float32 size in MiB and multiply-adds per image at the preset's input size.
+    """
+    from .model import cost
+
+    with _errors():
+        path, points, config = _load(xlsx, preset, image_size=image_size)
+        click.echo(f"{path}: {len(points)} grid points at {config.image_size}x{config.image_size}"
+                   f"x{config.channels} (preset '{config.name}', padding '{config.padding}')")
+        header = f"{'id':>3} {'dense':>5}  {'neurons':<28} {'filters':<28} {'kernels':<14} {'n_params':>10} {'f32_mb':>7} {'MMACs':>8}"
+        click.echo(header + ("  h5_mb" if h5 else ""))
+        for point in points:
+            p = point.params()
+            try:
+                c = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+                figures = f"{c.n_params:>10,} {c.float32_mb:>7.3f} {c.macs / 1e6:>8.1f}"
+            except TrialFailed as exc:
+                click.echo(f"{point.grid_id:>3} {p['dense_layers']:>5}  {p['neurons']:<28} {p['filters']:<28} "
+                           f"{p['kernel_sizes']:<14} collapses: {str(exc).split('; ')[-1]}")
+                continue
+            line = f"{point.grid_id:>3} {p['dense_layers']:>5}  {p['neurons']:<28} {p['filters']:<28} {p['kernel_sizes']:<14} {figures}"
+            if h5:
+                line += f"  {_h5_mb(point, config):.3f}"
+            click.echo(line)
+
+
+def _h5_mb(point: Any, config: Any) -> float:
+    from .model import build_model, h5_size_mb
+    from .trial import compile_model
+
+    model = build_model(point, config=config)
+    compile_model(model, config, steps_per_epoch=1)
+    return h5_size_mb(model)
+
+
+@cli.command()
+@_grid_argument
+@_preset_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per model (overrides the preset).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (overrides the preset).")
+@click.option("--limit-per-class", type=click.IntRange(min=1), metavar="N",
+              help="Use N images per class and split (a seeded sample), for quick runs.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data set folder with TRAIN/ and TEST/ [default: $BCPARETO_DATA, else data/blood-cells].")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where metrics_log.csv, the study database and trained models go.")
+@click.option("--storage", metavar="URL", help="Optuna storage URL shared by workers, e.g. "
+              "postgresql://user:pass@host/db [default: sqlite file bcpareto.db in --run-dir].")
+@click.option("--study", "study_name", metavar="NAME",
+              help="Study name [default: from the sheet, preset and a hash of both, so the same "
+              "command resumes].")
+@click.option("--retry-failed", is_flag=True, help="Train again the points whose trial failed.")
+def search(
+    xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
+    batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
+    storage: str | None, study_name: str | None, retry_failed: bool,
+) -> None:
+    """Train one CNN per grid point and log each to metrics_log.csv.
+
+    Runs as an Optuna study on a storage file in --run-dir: run the same command again after an
+    interruption and it trains only the points not yet completed. Uses the GPU when TensorFlow
+    sees one. Until the data-protocol work lands, TEST is the validation data (as in the earlier
+    version): val_accuracy is held-out accuracy on TEST.
+    """
+    from .data import default_data_dir
+    from .search import check_feature_maps, run_search
+
+    with _errors():
+        path, points, config = _load(
+            xlsx, preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
+            limit_per_class=limit_per_class,
+        )
+        try:
+            check_feature_maps(points, config=config)
+        except TrialFailed as exc:
+            raise BadInput(f"{path}: {exc}") from None
+        _quiet_tensorflow()
+        click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
+                   f"{config.image_size}px {config.color_mode}, {config.epochs} epoch(s), batch {config.batch_size}")
+        try:
+            summary = run_search(
+                points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
+                grid_name=path.name, storage_url=storage, study_name=study_name,
+                retry_failed=retry_failed, echo=click.echo,
+            )
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: the running model is marked not completed; run the same "
+                       "command again to resume.", err=True)
+            sys.exit(130)
+    click.echo(f"Done: {summary.completed}/{len(points)} grid points completed in study "
+               f"'{summary.study_name}' ({summary.trained_here} trained now, "
+               f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} failed:\n  " + "\n  ".join(summary.failed), err=True)
+        sys.exit(1)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main() -> None:

@@ -1,0 +1,132 @@
+"""Training presets: configs/*.toml -> a small frozen TrainConfig. No TensorFlow here."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _config_dirs() -> tuple[Path, ...]:
+    """Where preset names are looked up: ./configs, then the repository's configs/."""
+    return (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides how one grid point is trained and measured."""
+
+    name: str = "default"
+    image_size: int = 64
+    color_mode: str = "rgb"  # "rgb" | "grayscale"
+    padding: str = "same"  # "same" | "valid" (the earlier version used "valid")
+    rescale: bool = True  # divide pixels by 255 inside the model
+    conv_dropout: float = 0.3
+    dense_dropout: float = 0.5
+    batch_size: int = 32
+    epochs: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" | "cosine"
+    warmup_epochs: int = 0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast"
+    limit_per_class: int | None = None  # images per class and split, for quick runs
+    validation: str = "test"  # until the data protocol lands: TEST doubles as validation
+    seed: int = 0
+    grid: str | None = None  # default grid sheet of this preset (None: hyper_parameters.xlsx)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_mode == "grayscale" else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["augment"] = list(self.augment)
+        return data
+
+    def fingerprint(self) -> str:
+        """Short hash of every value that changes a trained model (the name excluded)."""
+        data = self.to_dict()
+        data.pop("name")
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:8]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_CHOICES = {
+    "color_mode": ("rgb", "grayscale"),
+    "padding": ("same", "valid"),
+    "optimizer": ("adam", "adamw", "sgd"),
+    "lr_schedule": ("constant", "cosine"),
+    "validation": ("test",),
+}
+_AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast")
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset name (configs/NAME.toml, looked up in ./configs then the repository) or a path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such preset file")
+        return path
+    for folder in _config_dirs():
+        candidate = folder / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in _config_dirs() if d.is_dir() for p in d.glob("*.toml")})
+    raise ConfigError(
+        f"unknown preset {name_or_path!r}; expected a .toml path or one of: {', '.join(known)}"
+    )
+
+
+def load_config(name_or_path: str = "default", **overrides: Any) -> TrainConfig:
+    """Read a preset, apply non-None overrides (CLI options), validate every value."""
+    path = resolve_preset(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    raw.setdefault("name", path.stem)
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_FIELDS)}"
+        )
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(raw, source=str(path))
+
+
+def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:
+    problems = []
+    for key, value in raw.items():
+        if key in _CHOICES and value not in _CHOICES[key]:
+            problems.append(f"{key} = {value!r}: expected one of {', '.join(_CHOICES[key])}")
+    for key in ("image_size", "batch_size", "epochs"):
+        if key in raw and (not isinstance(raw[key], int) or raw[key] < 1):
+            problems.append(f"{key} = {raw[key]!r}: expected a positive integer")
+    if raw.get("limit_per_class") is not None and (
+        not isinstance(raw["limit_per_class"], int) or raw["limit_per_class"] < 1
+    ):
+        problems.append(f"limit_per_class = {raw['limit_per_class']!r}: expected a positive integer")
+    for key in ("conv_dropout", "dense_dropout", "label_smoothing"):
+        if key in raw and not 0 <= raw[key] < 1:
+            problems.append(f"{key} = {raw[key]!r}: expected a number in [0, 1)")
+    if "learning_rate" in raw and not raw["learning_rate"] > 0:
+        problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number")
+    augment = raw.get("augment", [])
+    bad = [a for a in augment if a not in _AUGMENTATIONS]
+    if bad:
+        problems.append(f"augment has {bad[0]!r}: expected any of {', '.join(_AUGMENTATIONS)}")
+    raw["augment"] = tuple(augment)
+    if problems:
+        raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+    return TrainConfig(**raw)

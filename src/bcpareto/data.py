@@ -1,0 +1,235 @@
+"""Find the data set, decode each split once into a cache, and feed it to Keras with tf.data.
+
+Layout (as in the Kaggle data set): DIR/TRAIN/<CLASS>/*.jpeg and DIR/TEST/<CLASS>/*.jpeg.
+Decoding 320x240 JPEGs is the slow part of a small-model search, so each split is decoded once
+per (file list, image size, colour mode) into uint8 arrays under the cache directory
+(``BCPARETO_CACHE``, else ``~/.cache/bcpareto``); every later model and epoch reads the arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+DEFAULT_DATA_DIR = Path("data") / "blood-cells"
+
+
+def default_data_dir() -> Path:
+    """``BCPARETO_DATA`` if set, else ./data/blood-cells."""
+    return Path(os.environ.get("BCPARETO_DATA") or DEFAULT_DATA_DIR)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BCPARETO_CACHE") or Path.home() / ".cache" / "bcpareto")
+
+
+def find_split(split_dir: Path) -> dict[str, list[Path]]:
+    """Class name -> sorted image files of one split; DataError names what is missing."""
+    if not split_dir.is_dir():
+        raise DataError(
+            f"{split_dir}: no such folder; expected a split folder with one subfolder per class "
+            f"({', '.join(CLASSES)})"
+        )
+    missing = [c for c in CLASSES if not (split_dir / c).is_dir()]
+    if missing:
+        raise DataError(
+            f"{split_dir}: class folder(s) {', '.join(missing)} missing; expected one subfolder "
+            f"per class: {', '.join(CLASSES)}"
+        )
+    files = {}
+    for name in CLASSES:
+        images = sorted(
+            p for p in (split_dir / name).iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not images:
+            raise DataError(f"{split_dir / name}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        files[name] = images
+    return files
+
+
+@dataclass(frozen=True)
+class Split:
+    """One decoded split: uint8 images (N, S, S, C), int labels (N,), and where they came from."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    paths: tuple[str, ...]
+    skipped: tuple[str, ...] = field(default=())  # unreadable files, left out
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASSES))
+        return {c: int(n) for c, n in zip(CLASSES, counts)}
+
+
+def load_split(
+    data_dir: Path,
+    split: str,
+    *,
+    image_size: int,
+    color_mode: str,
+    limit_per_class: int | None = None,
+    seed: int = 0,
+    on_bad_image: str = "skip",
+) -> Split:
+    """Decode (or read from the cache) one split at the given size and colour mode.
+
+    With ``limit_per_class`` a seeded random sample of that many files per class is used, so a
+    quick run still sees images from across the folder rather than its alphabetical start.
+    """
+    if not data_dir.is_dir():
+        raise DataError(
+            f"data directory {data_dir} does not exist; pass --data-dir, set BCPARETO_DATA, "
+            "or put the data set at data/blood-cells (with TRAIN/ and TEST/ inside)"
+        )
+    by_class = find_split(data_dir / split)
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(CLASSES):
+        paths = by_class[name]
+        if limit_per_class is not None and limit_per_class < len(paths):
+            paths = sorted(random.Random(f"{seed}-{split}-{name}").sample(paths, limit_per_class))
+        files += [(p, label) for p in paths]
+
+    key = _cache_key(files, image_size=image_size, color_mode=color_mode)
+    cached = _read_cache(key)
+    if cached is None:
+        cached = _decode_all(files, image_size=image_size, color_mode=color_mode)
+        _write_cache(key, cached)
+    images, labels, paths, skipped = cached
+    if skipped and on_bad_image == "fail":
+        raise DataError(f"{len(skipped)} unreadable image(s) in {data_dir / split}: " + ", ".join(skipped[:5]))
+    return Split(split, images, labels, tuple(paths), tuple(skipped))
+
+
+def _cache_key(files: list[tuple[Path, int]], *, image_size: int, color_mode: str) -> str:
+    digest = hashlib.sha1(f"v1 {image_size} {color_mode}".encode())
+    for path, label in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return f"{image_size}px-{color_mode}-{digest.hexdigest()[:16]}"
+
+
+_Decoded = tuple[np.ndarray, np.ndarray, list[str], list[str]]
+
+
+def _read_cache(key: str) -> _Decoded | None:
+    folder = cache_dir() / key
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        images = np.load(folder / "images.npy")
+        labels = np.load(folder / "labels.npy")
+    except (OSError, ValueError):
+        return None
+    return images, labels, meta["paths"], meta["skipped"]
+
+
+def _write_cache(key: str, decoded: _Decoded) -> None:
+    """Atomic: a crash mid-write leaves no half cache (the folder appears by rename)."""
+    images, labels, paths, skipped = decoded
+    final = cache_dir() / key
+    tmp = final.with_name(f".{key}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        np.save(tmp / "images.npy", images)
+        np.save(tmp / "labels.npy", labels)
+        (tmp / "meta.json").write_text(json.dumps({"paths": paths, "skipped": skipped}))
+        os.rename(tmp, final)  # fails if another process got there first: theirs is as good
+    except OSError:
+        pass  # a cache is an optimisation: an unwritable cache dir only costs decoding again
+    finally:
+        if tmp.exists():
+            for child in tmp.iterdir():
+                child.unlink()
+            tmp.rmdir()
+
+
+def decode_image(path: Path, *, image_size: int, color_mode: str) -> np.ndarray:
+    """One file -> uint8 (S, S, C). Any mode (CMYK, palette, grayscale, RGBA) is converted."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft("RGB" if color_mode == "rgb" else "L", (image_size, image_size))  # JPEG DCT scaling
+        img = img.convert("RGB" if color_mode == "rgb" else "L")
+        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        array = np.asarray(img, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: str) -> _Decoded:
+    def one(path: Path) -> np.ndarray | None:
+        try:
+            return decode_image(path, image_size=image_size, color_mode=color_mode)
+        except (OSError, ValueError, SyntaxError):  # PIL's errors for unreadable/truncated files
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        arrays = list(pool.map(one, [p for p, _ in files]))
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    channels = 1 if color_mode == "grayscale" else 3
+    images = (
+        np.stack([arrays[i] for i in keep])
+        if keep
+        else np.zeros((0, image_size, image_size, channels), np.uint8)
+    )
+    labels = np.array([files[i][1] for i in keep], dtype=np.int32)
+    paths = [str(files[i][0]) for i in keep]
+    skipped = [str(files[i][0]) for i, a in enumerate(arrays) if a is None]
+    return images, labels, paths, skipped
+
+
+def training_dataset(
+    split: Split, *, batch_size: int, augment: tuple[str, ...], seed: int
+) -> tf.data.Dataset:
+    """Shuffled, batched, augmented (on whole batches, in TF ops) float32 pixels in [0, 255]."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ops = tuple(augment)
+
+    def _augment(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.cast(x, tf.float32)
+        n = tf.shape(x)[0]
+
+        def coin() -> tf.Tensor:
+            return tf.random.uniform([n, 1, 1, 1]) < 0.5
+
+        if "flip" in ops:
+            x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
+            x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
+        if "rot90" in ops:  # with both flips this reaches all 8 symmetries of the square
+            x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
+        if "brightness" in ops:
+            x = x + tf.random.uniform([n, 1, 1, 1], -20.0, 20.0)
+        if "contrast" in ops:
+            mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+            x = (x - mean) * tf.random.uniform([n, 1, 1, 1], 0.8, 1.2) + mean
+        return tf.clip_by_value(x, 0.0, 255.0), y
+
+    return ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(split: Split, *, batch_size: int) -> tf.data.Dataset:
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels)).batch(batch_size)
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,117 @@
+"""GridPoint -> keras.Model, and the size and cost measures of a model.
+
+The architecture is the earlier version's, kept so its logged sizes reproduce:
+
+    [Rescaling 1/255]                         (preset: rescale; the earlier version had none)
+    Conv2D(f0, k0, relu) -> MaxPool 2x2
+    per further filter: Conv2D(f, k, relu) -> MaxPool 2x2 -> BatchNorm -> Dropout(conv_dropout)
+    GlobalAveragePooling2D
+    per dense layer: Dense(n, relu) -> BatchNorm -> Dropout(dense_dropout)
+    Dense(4, softmax)
+
+Cost measures (parameters, multiply-adds, feature-map sizes) are computed analytically, so
+`bcpareto grid` needs no TensorFlow; a test checks them against Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import TrainConfig
+from .errors import TrialFailed
+from .gridspec import GridPoint
+
+if TYPE_CHECKING:
+    import keras
+
+N_CLASSES = 4
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Cost:
+    n_params: int
+    macs: int  # multiply-adds per image (conv and dense layers)
+    feature_sizes: tuple[int, ...]  # side of the feature map after each conv block
+
+    @property
+    def float32_mb(self) -> float:
+        return self.n_params * 4 / MIB
+
+
+def cost(point: GridPoint, *, image_size: int, channels: int, padding: str) -> Cost:
+    """Parameters and multiply-adds per image; raises TrialFailed if a feature map collapses."""
+    side, c_in, n_params, macs, sides = image_size, channels, 0, 0, []
+    for block, (f, k) in enumerate(zip(point.filters, point.kernel_sizes)):
+        conv_side = side - k + 1 if padding == "valid" else side
+        pooled = conv_side // 2
+        if conv_side < 1 or pooled < 1:
+            need = min_image_size(point, padding=padding)
+            raise TrialFailed(
+                f"grid point {point.grid_id} ({point.describe()}): the feature map collapses in "
+                f"conv block {block + 1} at {image_size} px ({side}x{side} in, kernel {k}, "
+                f"padding '{padding}'); it needs an image size of at least {need} px"
+            )
+        n_params += (k * k * c_in + 1) * f + (4 * f if block > 0 else 0)
+        macs += conv_side * conv_side * k * k * c_in * f
+        side, c_in = pooled, f
+        sides.append(side)
+    for n in point.neurons:
+        n_params += (c_in + 1) * n + 4 * n
+        macs += c_in * n
+        c_in = n
+    n_params += (c_in + 1) * N_CLASSES
+    macs += c_in * N_CLASSES
+    return Cost(n_params=n_params, macs=macs, feature_sizes=tuple(sides))
+
+
+def min_image_size(point: GridPoint, *, padding: str) -> int:
+    """Smallest input side at which no feature map collapses."""
+    side = 1
+    for k in reversed(point.kernel_sizes):
+        side = 2 * side  # before the 2x2 pool
+        if padding == "valid":
+            side += k - 1
+    return side
+
+
+def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
+    """The Keras model for one grid point, compiled with the preset's loss (not the optimiser)."""
+    import keras
+    from keras import layers
+
+    cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+    inputs = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
+    x = layers.Rescaling(1 / 255, name="rescale")(inputs) if config.rescale else inputs
+    for block, (f, k) in enumerate(zip(point.filters, point.kernel_sizes)):
+        x = layers.Conv2D(f, k, activation="relu", padding=config.padding)(x)
+        x = layers.MaxPooling2D(2)(x)
+        if block > 0:
+            x = layers.BatchNormalization()(x)
+            x = layers.Dropout(config.conv_dropout)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    for n in point.neurons:
+        x = layers.Dense(n, activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Dropout(config.dense_dropout)(x)
+    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"grid_{point.grid_id}")
+
+
+def h5_size_mb(model: keras.Model) -> float:
+    """Size in MiB of the model saved as Keras .h5, the earlier version's `model_size(MB)`."""
+    import logging
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.h5")
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)  # silence the "HDF5 is legacy" warning
+        try:
+            model.save(path)
+        finally:
+            absl_logger.setLevel(level)
+        return os.path.getsize(path) / MIB

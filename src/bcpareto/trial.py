@@ -1,0 +1,178 @@
+"""Train and evaluate one GridPoint -> TrialResult (one CSV row). Knows nothing about Optuna.
+
+Reads top to bottom: settings, data, model, fit, evaluate, measure, return.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import TrainConfig
+from .data import CLASSES, Split, eval_dataset, training_dataset
+from .errors import TrialFailed
+from .gridspec import GridPoint
+from .model import build_model, cost, h5_size_mb
+
+# The earlier version's columns, first and unchanged (names included) so its logs and ours line up.
+SEED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "model_size(MB)")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    row: dict[str, Any]  # one metrics_log.csv row: SEED_COLUMNS first, then identifying columns
+    confusion: list[list[int]]  # validation confusion matrix, rows = true class (CLASSES order)
+    model_path: Path | None
+
+
+def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
+    import keras
+
+    lr: Any = config.learning_rate
+    if config.lr_schedule == "cosine":
+        total = max(1, steps_per_epoch * config.epochs)
+        warmup = steps_per_epoch * config.warmup_epochs
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate if warmup == 0 else 0.0,
+            decay_steps=max(1, total - warmup),
+            alpha=0.01,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_model(model: Any, config: TrainConfig, *, steps_per_epoch: int) -> None:
+    import keras
+
+    loss: Any = "sparse_categorical_crossentropy"
+    if config.label_smoothing:
+        loss = _SmoothedSparseCE(config.label_smoothing)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch),
+        loss=loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _SmoothedSparseCE(smoothing: float) -> Any:  # noqa: N802 - a loss factory
+    import keras
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), 4)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return loss
+
+
+def train_and_evaluate(
+    point: GridPoint,
+    *,
+    config: TrainConfig,
+    train: Split,
+    val: Split,
+    model_dir: Path | None = None,
+    verbose: int = 2,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrialResult:
+    """Train one grid point on `train`, validate on `val`, return its CSV row."""
+    import keras
+
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    # settings
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed + point.grid_id)
+    measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+
+    # data
+    train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment, seed=config.seed)
+    val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+
+    # model: measured the earlier way, as .h5 right after compile
+    model = build_model(point, config=config)
+    compile_model(model, config, steps_per_epoch=steps_per_epoch)
+    size_mb = h5_size_mb(model)
+
+    # fit
+    callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, logs)))
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
+    ).history
+    last = {k: float(v[-1]) for k, v in history.items()}
+    if not all(math.isfinite(last.get(k, math.nan)) for k in ("loss", "val_loss")):
+        raise TrialFailed(
+            f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
+            "try a lower learning_rate"
+        )
+
+    # evaluate: per-class figures on the validation data, from the trained model
+    probabilities = model.predict(val_ds, verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    np.add.at(confusion, (val.labels, predicted), 1)
+    recall = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+
+    # measure and save
+    model_path = None
+    if model_dir is not None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        model_path = model_dir / f"grid_{point.grid_id}.keras"
+        tmp = model_path.with_name(f".{model_path.name}.tmp.keras")
+        model.save(tmp)
+        tmp.replace(model_path)
+
+    row: dict[str, Any] = {
+        "train_loss": last["loss"],
+        "train_accuracy": last["accuracy"],
+        "val_loss": last["val_loss"],
+        "val_accuracy": last["val_accuracy"],
+        "model_size(MB)": size_mb,
+        **point.params(),
+        "n_params": measures.n_params,
+        "float32_mb": measures.float32_mb,
+        "macs": measures.macs,
+        "val_balanced_accuracy": float(recall.mean()),
+        **{f"val_recall_{c.lower()}": float(r) for c, r in zip(CLASSES, recall)},
+        "val_split": val.name,
+        "n_train": len(train),
+        "n_val": len(val),
+        "epochs": len(history["loss"]),
+        "image_size": config.image_size,
+        "color_mode": config.color_mode,
+        "batch_size": config.batch_size,
+        "preset": config.name,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    keras.backend.clear_session()
+    return TrialResult(row=row, confusion=confusion.tolist(), model_path=model_path)
+
+
+def time_train_step(point: GridPoint, *, config: TrainConfig, steps: int = 3) -> float:
+    """Seconds per training step of this point at the preset's batch size (after warm-up)."""
+    import keras
+
+    model = build_model(point, config=config)
+    compile_model(model, config, steps_per_epoch=100)
+    shape = (config.batch_size, config.image_size, config.image_size, config.channels)
+    x = np.random.default_rng(0).uniform(0, 255, shape).astype("float32")
+    y = np.arange(config.batch_size) % 4
+    model.train_on_batch(x, y)  # traces and compiles the step
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    seconds = (time.perf_counter() - start) / steps
+    keras.backend.clear_session()
+    return seconds
