@@ -1,0 +1,61 @@
+"""Shared test helpers: tiny grid sheets, small real data subsets, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+BLOOD_CELLS = Path(os.environ.get("BCPARETO_DATA") or SHARED / "blood-cells")
+CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"{FIXTURES} not present")
+needs_data = pytest.mark.skipif(
+    not (BLOOD_CELLS / "TRAIN").is_dir(), reason=f"real data set not at {BLOOD_CELLS}"
+)
+
+
+def write_sheet(path: Path, rows: list[list[object]], *, title: str = "Sheet1") -> Path:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    for row in rows:
+        sheet.append(row)
+    workbook.save(path)
+    return path
+
+
+# Two grid points that build at 32 px with 'same' padding.
+TINY_GRID = [
+    ["dense_layers", "neurons", "filters", "kernel_sizes"],
+    ["[1]", "[[8]]", "[[4, 8], [4, 8, 8]]", "[3, 3, 3]"],
+]
+
+
+@pytest.fixture()
+def tiny_grid(tmp_path: Path) -> Path:
+    return write_sheet(tmp_path / "tiny.xlsx", TINY_GRID)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoded-image cache shared by the session's tests, never the user's ~/.cache."""
+    monkeypatch.setenv("BCPARETO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def copy_subset(dest: Path, *, per_class: int = 3, splits: tuple[str, ...] = ("TRAIN", "TEST")) -> Path:
+    """A small real data set: the first `per_class` images of each class and split."""
+    for split in splits:
+        for name in CLASSES:
+            folder = dest / split / name
+            folder.mkdir(parents=True)
+            for src in sorted((BLOOD_CELLS / split / name).iterdir())[:per_class]:
+                shutil.copy(src, folder / src.name)
+    return dest
