@@ -23,3 +23,7 @@ class ColumnError(BcParetoError):
 
 class TrialFailed(BcParetoError):
     """One grid point could not be trained (collapsed feature map, NaN loss, ...)."""
+
+
+class ExportError(BcParetoError):
+    """A model cannot be converted, measured or written as asked (bad precision, format, images)."""
