@@ -1,0 +1,698 @@
+"""Audit a blood-cell data set and fetch it from Kaggle.
+
+A data set is a folder holding split folders (TRAIN, TEST, optionally TEST_SIMPLE), each holding
+one folder per class with the images directly inside, exactly as Kaggle's
+``paultimothymooney/blood-cells`` ships it under ``dataset2-master/dataset2-master/images``.
+
+The audit reads every image once: it hashes the bytes (byte-identical duplicates within and across
+splits) and decodes the image (unreadable, truncated and non-image files; sizes and modes). It
+never writes anything. Library code raises ``DataError``; only cli.py prints and exits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+SPLITS = ("TRAIN", "TEST", "TEST_SIMPLE")
+REQUIRED_SPLITS = ("TRAIN", "TEST")  # TEST_SIMPLE (71 images) is a demo split nothing depends on
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})  # compared lower-cased
+
+KAGGLE_HANDLE = "paultimothymooney/blood-cells"
+DATA_DIR_ENV = "BCPARETO_DATA"
+DEFAULT_DATA_DIR = Path("data/blood-cells")  # relative to the current directory
+
+# Decoding at 1/8 scale reads every byte of a JPEG (so truncation still shows) in less time.
+_DRAFT_SCALE = 8
+_MAX_DETAIL_CHARS = 200
+
+
+def default_data_dir() -> Path:
+    """The data directory when none is given: ``$BCPARETO_DATA``, else ``data/blood-cells``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def _is_image_name(name: str) -> bool:
+    # Hidden files (.DS_Store, macOS "._x.jpeg" resource forks) are never images.
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _scan_class_dir(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, stray files, subfolders) directly inside one class folder, each sorted."""
+    images: list[Path] = []
+    stray: list[Path] = []
+    subdirs: list[Path] = []
+    with os.scandir(class_dir) as entries:
+        for entry in entries:
+            path = class_dir / entry.name
+            if entry.is_dir():
+                subdirs.append(path)
+            elif _is_image_name(entry.name):
+                images.append(path)
+            else:
+                stray.append(path)
+    return sorted(images), sorted(stray), sorted(subdirs)
+
+
+def _class_folder_hint(split_dir: Path, name: str) -> str:
+    others = [p.name for p in split_dir.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
+    return f" (found {others[0]!r}: class folder names are upper-case)" if others else ""
+
+
+def _join_errors(where: Path, errors: list[str]) -> str:
+    if len(errors) == 1:
+        return errors[0]
+    return f"{where}: {len(errors)} problems:\n  " + "\n  ".join(errors)
+
+
+def find_split(split_dir: Path) -> dict[str, list[Path]]:
+    """Class name -> sorted image paths of one split folder (e.g. ``.../TRAIN``).
+
+    Raises ``DataError`` naming the folder if the split folder is missing or not a folder, or if a
+    class folder is missing or holds no images. Stray files (``.DS_Store``, ``Thumbs.db``, any file
+    without an image suffix) are ignored.
+    """
+    split_dir = Path(split_dir)
+    expected = f"expected one folder per class ({', '.join(CLASSES)}) holding the images"
+    if not split_dir.exists():
+        raise DataError(f"{split_dir}: split folder not found; {expected}")
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: not a folder; {expected}")
+    errors: list[str] = []
+    found: dict[str, list[Path]] = {}
+    for name in CLASSES:
+        class_dir = split_dir / name
+        if not class_dir.is_dir():
+            errors.append(f"{class_dir}: class folder missing{_class_folder_hint(split_dir, name)}")
+            continue
+        images, _, _ = _scan_class_dir(class_dir)
+        if not images:
+            errors.append(f"{class_dir}: class folder holds no images ({_suffix_list()})")
+        found[name] = images
+    if errors:
+        raise DataError(_join_errors(split_dir, errors))
+    return found
+
+
+def _suffix_list() -> str:
+    return "files ending in " + ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _default_workers() -> int:
+    return min(8, (os.cpu_count() or 1) + 2)  # reading files waits on the disk, not the CPU
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_digests(paths: Iterable[Path], *, workers: int | None = None) -> dict[Path, str]:
+    """Path -> blake2b hex digest of the file's bytes (equal digests: byte-identical files)."""
+
+    def one(path: Path) -> str:
+        try:
+            return _digest(Path(path).read_bytes())
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+
+    paths = [Path(p) for p in paths]
+    with ThreadPoolExecutor(workers or _default_workers()) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
+
+
+def _all_paths(by_class: Mapping[str, list[Path]]) -> list[Path]:
+    return [p for paths in by_class.values() for p in paths]
+
+
+def cross_split_duplicates(
+    train: Mapping[str, list[Path]],
+    test: Mapping[str, list[Path]],
+    *,
+    digests: Mapping[Path, str] | None = None,
+    workers: int | None = None,
+) -> set[Path]:
+    """The ``test`` files byte-identical to some ``train`` file, whatever their classes.
+
+    ``train`` and ``test`` are ``find_split`` results. Pass ``digests`` (from ``file_digests``) to
+    skip hashing files already hashed.
+    """
+    known = dict(digests or {})
+    todo = [p for p in _all_paths(train) + _all_paths(test) if p not in known]
+    known.update(file_digests(todo, workers=workers))
+    train_digests = {known[p] for p in _all_paths(train)}
+    return {p for p in _all_paths(test) if known[p] in train_digests}
+
+
+# --------------------------------------------------------------------------- inspecting files
+
+
+@dataclass(frozen=True)
+class _FileInfo:
+    path: Path
+    digest: str | None  # None: the bytes could not be read
+    format: str | None = None
+    mode: str | None = None
+    size: tuple[int, int] | None = None
+    problem: str | None = None  # "unreadable" | "truncated" | "non_image"
+    detail: str = ""
+
+
+def _inspect(path: Path) -> _FileInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _FileInfo(path, None, problem="unreadable", detail=str(exc.strerror or exc))
+    digest = _digest(data)
+    header: tuple[str | None, str, tuple[int, int]] | None = None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            header = (image.format, image.mode, image.size)
+            small = (max(1, image.width // _DRAFT_SCALE), max(1, image.height // _DRAFT_SCALE))
+            image.draft(image.mode, small)
+            image.load()
+    except UnidentifiedImageError:
+        return _FileInfo(path, digest, problem="non_image", detail="not an image Pillow can identify")
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ... on corrupt data
+        detail = f"{type(exc).__name__}: {exc}"[:_MAX_DETAIL_CHARS]
+        problem = "truncated" if "truncated" in str(exc).lower() else "unreadable"
+        fmt, mode, size = header if header else (None, None, None)
+        return _FileInfo(path, digest, fmt, mode, size, problem=problem, detail=detail)
+    fmt, mode, size = header
+    return _FileInfo(path, digest, fmt, mode, size)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class SplitAudit:
+    """What one split folder holds. Paths are relative to the data set's root, as strings."""
+
+    name: str
+    present: bool
+    images: dict[str, int] = field(default_factory=dict)  # class -> files with an image suffix
+    missing_classes: tuple[str, ...] = ()
+    empty_classes: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    truncated: tuple[str, ...] = ()
+    non_image: tuple[str, ...] = ()  # an image suffix, but not an image
+    stray: tuple[str, ...] = ()  # ignored: .DS_Store, Thumbs.db, any file without an image suffix
+    sizes: dict[str, int] = field(default_factory=dict)  # "320x240" -> images
+    modes: dict[str, int] = field(default_factory=dict)  # "RGB" -> images
+    formats: dict[str, int] = field(default_factory=dict)  # "JPEG" -> images
+
+    @property
+    def n_images(self) -> int:
+        return sum(self.images.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "present": self.present,
+            "n_images": self.n_images,
+            "images": dict(self.images),
+            "missing_classes": list(self.missing_classes),
+            "empty_classes": list(self.empty_classes),
+            "unreadable": list(self.unreadable),
+            "truncated": list(self.truncated),
+            "non_image": list(self.non_image),
+            "stray": list(self.stray),
+            "sizes": dict(self.sizes),
+            "modes": dict(self.modes),
+            "formats": dict(self.formats),
+        }
+
+
+@dataclass(frozen=True)
+class DuplicateAudit:
+    """Byte-identical files: in ``second``, the files whose bytes already occur in ``first``.
+
+    ``first == second`` means within one split: every copy after the first (in path order) counts.
+    ``cross_class`` counts the files whose identical twin lies in a different class folder.
+    """
+
+    first: str
+    second: str
+    counts: dict[str, int]  # class of the file in `second` -> duplicate files
+    cross_class: int
+    files: tuple[str, ...]  # the duplicate files in `second`, relative to the root
+    cross_class_pairs: tuple[tuple[str, str], ...] = ()  # (file in second, its twin in another class)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def label(self) -> str:
+        return f"within {self.first}" if self.first == self.second else f"{self.second} in {self.first}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "second": self.second,
+            "total": self.total,
+            "counts": dict(self.counts),
+            "cross_class": self.cross_class,
+            "files": list(self.files),
+            "cross_class_pairs": [list(pair) for pair in self.cross_class_pairs],
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The whole audit. ``problems`` make the data set unusable; ``warnings`` are worth knowing."""
+
+    root: Path
+    splits: tuple[SplitAudit, ...]
+    duplicates: tuple[DuplicateAudit, ...]
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+    def split(self, name: str) -> SplitAudit:
+        return next(s for s in self.splits if s.name == name)
+
+    def duplicate(self, first: str, second: str) -> DuplicateAudit | None:
+        return next((d for d in self.duplicates if (d.first, d.second) == (first, second)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "usable": self.usable,
+            "classes": list(CLASSES),
+            "splits": {s.name: s.to_dict() for s in self.splits},
+            "duplicates": [d.to_dict() for d in self.duplicates],
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------- the audit
+
+
+def _not_a_data_set_hint(root: Path) -> str:
+    names = {p.name for p in root.iterdir() if p.is_dir()}
+    if any(c in names for c in CLASSES):
+        return f"; it holds class folders, so it looks like one split: pass its parent {root.parent}"
+    lower = sorted(n for n in names if n.upper() in SPLITS)
+    if lower:
+        return f"; found {', '.join(lower)}: split folder names are upper-case"
+    inside = _data_set_folders(root, max_depth=3)
+    return f"; did you mean {inside[0]}?" if inside else ""
+
+
+def _data_set_folders(top: Path, *, max_depth: int) -> list[Path]:
+    """Folders at most ``max_depth`` levels below ``top`` that hold both TRAIN and TEST."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(top, followlinks=True):  # kagglehub's cache may hold links
+        if "TRAIN" in dirnames and "TEST" in dirnames:
+            found.append(Path(dirpath))
+            dirnames.clear()
+        elif len(Path(dirpath).relative_to(top).parts) >= max_depth:
+            dirnames.clear()
+    return sorted(found)
+
+
+def _check_root(root: Path) -> None:
+    expected = (
+        "expected a folder holding TRAIN and TEST (and optionally TEST_SIMPLE), each with one folder "
+        f"per class ({', '.join(CLASSES)})"
+    )
+    if not root.exists():
+        raise DataError(
+            f"{root}: data directory not found; {expected}. "
+            "`bcpareto data download` fetches it, or pass DIR / set BCPARETO_DATA"
+        )
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; {expected}")
+    if not any((root / s).is_dir() for s in SPLITS):
+        raise DataError(f"{root}: not a blood-cell data set; {expected}{_not_a_data_set_hint(root)}")
+
+
+def _tally(values: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0])))  # most first, then by name
+
+
+def _scan_split(
+    root: Path, name: str, problems: list[str], warnings: list[str]
+) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Per-class image lists of one present split and its stray files; records folder problems."""
+    split_dir = root / name
+    by_class: dict[str, list[Path]] = {}
+    stray: list[Path] = []
+    for cls in CLASSES:
+        class_dir = split_dir / cls
+        if not class_dir.is_dir():
+            problems.append(f"{class_dir}: class folder missing{_class_folder_hint(split_dir, cls)}")
+            continue
+        images, class_stray, subdirs = _scan_class_dir(class_dir)
+        by_class[cls] = images
+        stray += class_stray
+        if not images:
+            problems.append(f"{class_dir}: class folder holds no images ({_suffix_list()})")
+        for sub in subdirs:
+            warnings.append(f"{sub}: folder ignored (images must lie directly in {class_dir.name}/)")
+    for extra in sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name not in CLASSES):
+        warnings.append(f"{extra}: folder ignored (class folders are {', '.join(CLASSES)})")
+    return by_class, stray
+
+
+def _split_audit(
+    root: Path, name: str, by_class: dict[str, list[Path]], stray: list[Path], infos: dict[Path, _FileInfo]
+) -> SplitAudit:
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    files = [infos[p] for p in _all_paths(by_class)]
+    kinds = ("unreadable", "truncated", "non_image")
+    bad = {kind: tuple(rel(f.path) for f in files if f.problem == kind) for kind in kinds}
+    good = [f for f in files if f.problem is None]
+    return SplitAudit(
+        name=name,
+        present=True,
+        images={cls: len(by_class[cls]) for cls in CLASSES if cls in by_class},
+        missing_classes=tuple(cls for cls in CLASSES if cls not in by_class),
+        empty_classes=tuple(cls for cls in CLASSES if cls in by_class and not by_class[cls]),
+        stray=tuple(rel(p) for p in stray),
+        sizes=_tally(f"{f.size[0]}x{f.size[1]}" for f in good if f.size),
+        modes=_tally(f.mode for f in good if f.mode),
+        formats=_tally(f.format for f in good if f.format),
+        **bad,
+    )
+
+
+def _duplicates(
+    root: Path,
+    first: str,
+    second: str,
+    splits: dict[str, dict[str, list[Path]]],
+    infos: dict[Path, _FileInfo],
+) -> DuplicateAudit:
+    def labelled(split: str) -> list[tuple[Path, str, str]]:
+        return [
+            (p, cls, infos[p].digest)
+            for cls, paths in splits[split].items()
+            for p in paths
+            if infos[p].digest
+        ]
+
+    seen: dict[str, list[tuple[Path, str]]] = defaultdict(list)  # digest -> (path, class) in `first`
+    counts = {cls: 0 for cls in CLASSES if cls in splits[second]}
+    files: list[str] = []
+    cross: list[tuple[str, str]] = []
+    if first != second:
+        for path, cls, digest in labelled(first):
+            seen[digest].append((path, cls))
+    for path, cls, digest in sorted(labelled(second)):
+        twins = seen[digest]
+        if twins:
+            counts[cls] += 1
+            files.append(path.relative_to(root).as_posix())
+            other = next((p for p, c in twins if c != cls), None)
+            if other is not None:
+                cross.append((files[-1], other.relative_to(root).as_posix()))
+        if first == second:
+            twins.append((path, cls))
+    return DuplicateAudit(first, second, counts, len(cross), tuple(files), tuple(cross))
+
+
+def _describe_counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+
+
+def _split_warnings(split: SplitAudit) -> list[str]:
+    warnings = []
+    if split.stray:
+        shown = ", ".join(split.stray[:3]) + (", ..." if len(split.stray) > 3 else "")
+        warnings.append(f"{split.name}: {len(split.stray)} stray file(s) ignored: {shown}")
+    if len(split.sizes) > 1:
+        sizes = _describe_counts(split.sizes)
+        warnings.append(f"{split.name}: images come in {len(split.sizes)} sizes ({sizes})")
+    not_rgb = {mode: n for mode, n in split.modes.items() if mode != "RGB"}
+    if not_rgb:
+        warnings.append(
+            f"{split.name}: {sum(not_rgb.values())} image(s) not RGB ({_describe_counts(not_rgb)}); "
+            "loaders must convert them to RGB (grayscale ones carry no colour)"
+        )
+    return warnings
+
+
+def _duplicate_warning(dup: DuplicateAudit) -> str:
+    if dup.first == dup.second:
+        text = f"{dup.first}: {dup.total} file(s) byte-identical to another file in {dup.first}"
+    else:
+        text = f"{dup.second}: {dup.total} file(s) byte-identical to {dup.first} files"
+    text += f" ({_describe_counts(dup.counts)})"
+    if dup.cross_class:
+        text += f"; {dup.cross_class} of them under a different class than their twin (conflicting labels)"
+    return text
+
+
+def audit_dataset(root: Path, *, workers: int | None = None) -> AuditReport:
+    """Audit the data set in ``root`` (reads every image once, writes nothing).
+
+    Raises ``DataError`` naming the folder when ``root`` is missing or holds no split folder at all
+    (bad input); everything else wrong with the data set lands in the report's ``problems``.
+    """
+    root = Path(root)
+    _check_root(root)
+    problems: list[str] = []
+    warnings: list[str] = []
+    scanned: dict[str, tuple[dict[str, list[Path]], list[Path]]] = {}
+    for name in SPLITS:
+        split_dir = root / name
+        if split_dir.is_dir():
+            scanned[name] = _scan_split(root, name, problems, warnings)
+        elif split_dir.exists():
+            problems.append(f"{split_dir}: not a folder; expected a split folder with one folder per class")
+        elif name in REQUIRED_SPLITS:
+            needs = " and ".join(REQUIRED_SPLITS)
+            problems.append(f"{split_dir}: split folder missing (a data set needs {needs})")
+        else:
+            warnings.append(f"{split_dir}: optional split folder missing")
+    for extra in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SPLITS):
+        if not extra.name.startswith("."):
+            warnings.append(f"{extra}: folder ignored (split folders are {', '.join(SPLITS)})")
+
+    paths = [p for by_class, _ in scanned.values() for p in _all_paths(by_class)]
+    with ThreadPoolExecutor(workers or _default_workers()) as pool:
+        infos = dict(zip(paths, pool.map(_inspect, paths)))
+    for info in infos.values():
+        if info.problem:
+            kind = info.problem.replace("_", "-")
+            problems.append(f"{info.path}: {kind} ({info.detail})")
+
+    splits = tuple(
+        _split_audit(root, name, *scanned[name], infos) if name in scanned else SplitAudit(name, False)
+        for name in SPLITS
+    )
+    for split in splits:
+        warnings += _split_warnings(split)
+
+    by_split = {name: by_class for name, (by_class, _) in scanned.items()}
+    pairs = [(s, s) for s in by_split] + [
+        (a, b) for i, a in enumerate(SPLITS) for b in SPLITS[i + 1 :] if a in by_split and b in by_split
+    ]
+    duplicates = tuple(_duplicates(root, a, b, by_split, infos) for a, b in pairs)
+    warnings += [_duplicate_warning(d) for d in duplicates if d.total]
+    return AuditReport(root, splits, duplicates, tuple(problems), tuple(warnings))
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    """Left-align the first column, right-align the others."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        .rstrip()
+        for row in rows
+    ]
+
+
+def _short_tally(tally: Mapping[str, int]) -> str:
+    if not tally:
+        return "-"
+    if len(tally) == 1:
+        return next(iter(tally))
+    return " ".join(f"{k}:{v:,}" for k, v in tally.items())
+
+
+def render_table(report: AuditReport, *, max_lines: int = 20) -> str:
+    """The audit as plain-text tables, for people (``report.to_dict()`` is for machines)."""
+    present = [s for s in report.splits if s.present]
+    lines = [f"Data set: {report.root}", ""]
+    rows = [["images", *CLASSES, "total"]]
+    for s in present:
+        counts = (f"{s.images[c]:,}" if c in s.images else "missing" for c in CLASSES)
+        rows.append([s.name, *counts, f"{s.n_images:,}"])
+    lines += _table(rows) + [""]
+    rows = [["files", "unreadable", "truncated", "non-image", "stray", "sizes", "modes", "formats"]]
+    for s in present:
+        rows.append(
+            [
+                s.name,
+                *(str(len(x)) for x in (s.unreadable, s.truncated, s.non_image, s.stray)),
+                _short_tally(s.sizes),
+                _short_tally(s.modes),
+                _short_tally(s.formats),
+            ]
+        )
+    lines += _table(rows) + [""]
+    if report.duplicates:
+        lines.append("Byte-identical duplicates ('TEST in TRAIN': TEST files whose bytes occur in TRAIN;")
+        lines.append("'within X': extra copies inside X; cross-class: the twin lies under another class):")
+        rows = [["duplicates", *CLASSES, "total", "cross-class"]]
+        for d in report.duplicates:
+            counts = (f"{d.counts[c]:,}" if c in d.counts else "-" for c in CLASSES)
+            rows.append([d.label, *counts, f"{d.total:,}", str(d.cross_class)])
+        lines += _table(rows) + [""]
+    for title, items in (("Problems", report.problems), ("Warnings", report.warnings)):
+        if items:
+            lines.append(f"{title} ({len(items)}):")
+            lines += [f"  - {item}" for item in items[:max_lines]]
+            if len(items) > max_lines:
+                lines.append(f"  ... and {len(items) - max_lines} more (--json lists them all)")
+    verdict = "usable" if report.usable else f"NOT usable: {len(report.problems)} problem(s)"
+    lines.append(f"Result: {verdict}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _manual_steps(dest: Path, reason: str) -> str:
+    return (
+        f"Could not download the Kaggle data set {KAGGLE_HANDLE} with kagglehub: {reason}\n"
+        "Manual steps:\n"
+        f"  1. On a machine with internet, download it from https://www.kaggle.com/datasets/{KAGGLE_HANDLE}\n"
+        "     (Download button), or run:\n"
+        f"     python -c \"import kagglehub; print(kagglehub.dataset_download('{KAGGLE_HANDLE}'))\"\n"
+        "     If Kaggle asks for credentials: create an API token at https://www.kaggle.com/settings\n"
+        "     and save it as ~/.kaggle/kaggle.json, or set KAGGLE_USERNAME and KAGGLE_KEY.\n"
+        "  2. Unpack it and find the folder dataset2-master/dataset2-master/images\n"
+        "     (it holds TRAIN, TEST, TEST_SIMPLE).\n"
+        f"  3. Copy or link that folder to {dest}, or set {DATA_DIR_ENV}=/path/to/images.\n"
+        f"  4. Check it: bcpareto data check {dest}"
+    )
+
+
+def _failure_reason(exc: BaseException) -> str:
+    import requests
+
+    text = f"{type(exc).__name__}: {exc}"[: _MAX_DETAIL_CHARS * 2]
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return f"cannot reach Kaggle (no network?). {text}"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403) or type(exc).__name__ in ("UnauthenticatedError", "CredentialError"):
+        return f"Kaggle refused access (credentials needed?). {text}"
+    return text
+
+
+def _newest_cached_version() -> int | None:
+    """The newest version marked complete in kagglehub's cache (``<n>.complete`` beside ``versions/``)."""
+    from kagglehub.config import get_cache_folder
+
+    owner, name = KAGGLE_HANDLE.split("/")
+    folder = Path(get_cache_folder()) / "datasets" / owner / name
+    versions = [int(p.stem) for p in folder.glob("*.complete") if p.stem.isdigit()]
+    return max(versions, default=None)
+
+
+def _kagglehub_download(dest: Path) -> Path:
+    """Download (or find in kagglehub's cache) the data set; the folder kagglehub returns."""
+    try:
+        import kagglehub
+        import requests
+    except ImportError as exc:
+        reason = "the Python package kagglehub is not installed (pip install kagglehub)"
+        raise DataError(_manual_steps(dest, reason)) from exc
+    try:
+        return Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+    except Exception as exc:  # kagglehub raises requests, OS and its own errors: any means "do it by hand"
+        failure = exc
+    # Without a version kagglehub asks Kaggle for the newest one first, so offline it fails even
+    # when the data set is cached; asking for the cached version by number reads the cache.
+    offline = isinstance(failure, (requests.ConnectionError, requests.Timeout))
+    version = _newest_cached_version() if offline else None
+    if version is not None:
+        try:
+            return Path(kagglehub.dataset_download(f"{KAGGLE_HANDLE}/versions/{version}"))
+        except Exception:  # noqa: BLE001 - report the first failure, the one the user can act on
+            pass
+    raise DataError(_manual_steps(dest, _failure_reason(failure))) from failure
+
+
+def find_images_dir(download_dir: Path) -> Path:
+    """The ``.../images`` folder (holding TRAIN and TEST) inside an unpacked Kaggle download."""
+    download_dir = Path(download_dir)
+    candidates = _data_set_folders(download_dir, max_depth=6)
+    if not candidates:
+        raise DataError(
+            f"{download_dir}: no folder holding TRAIN and TEST found inside; expected "
+            "dataset2-master/dataset2-master/images/{TRAIN,TEST,TEST_SIMPLE} as Kaggle ships it"
+        )
+    # Kaggle's archive has one such folder; prefer dataset2-master's should a copy appear beside it.
+    return min(candidates, key=lambda p: ("dataset2-master" not in p.parts, len(p.parts), str(p)))
+
+
+def _link_or_copy(images: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.symlink_to(images.resolve(), target_is_directory=True)
+    except OSError:  # no symlinks here (e.g. Windows without developer mode): copy instead
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(images, partial)
+        partial.rename(dest)
+
+
+def download_dataset(*, dest: Path) -> Path:
+    """Fetch Kaggle's blood-cell images with kagglehub and make ``dest`` point at them.
+
+    ``dest`` becomes a symlink to (or, where links fail, a copy of) the downloaded
+    ``dataset2-master/dataset2-master/images`` folder; returns ``dest``. Offline, a version already in
+    kagglehub's cache (``$KAGGLEHUB_CACHE``, else ``~/.cache/kagglehub``) is used. Raises
+    ``DataError`` with the manual steps when the download fails, and when ``dest`` already exists
+    as something other than a link to the same folder; then nothing is written to ``dest``.
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_symlink():
+        raise DataError(
+            f"{dest}: already exists; remove it or choose another --dest "
+            f"(`bcpareto data check {dest}` audits what is there)"
+        )
+    images = find_images_dir(_kagglehub_download(dest))
+    for split in REQUIRED_SPLITS:
+        find_split(images / split)
+    if dest.is_symlink():
+        if dest.resolve() == images.resolve():
+            return dest  # downloaded before: nothing to do
+        raise DataError(
+            f"{dest}: already links to {os.readlink(dest)}; remove the link to point it at {images}"
+        )
+    _link_or_copy(images, dest)
+    return dest
