@@ -138,19 +138,25 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Study name [default: from the sheet, preset and a hash of both, so the same "
               "command resumes].")
 @click.option("--retry-failed", is_flag=True, help="Train again the points whose trial failed.")
+@click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="Unreadable or truncated images: leave them out (listed once) or stop.")
 def search(
     xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
-    storage: str | None, study_name: str | None, retry_failed: bool,
+    storage: str | None, study_name: str | None, retry_failed: bool, on_bad_image: str,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
     Runs as an Optuna study on a storage file in --run-dir: run the same command again after an
     interruption and it trains only the points not yet completed. Uses the GPU when TensorFlow
-    sees one. Until the data-protocol work lands, TEST is the validation data (as in the earlier
-    version): val_accuracy is held-out accuracy on TEST.
+    sees one.
+
+    \b
+    Protocol (default preset): models are selected on val_accuracy, a stratified 15% of TRAIN;
+    test_accuracy is TEST with the files byte-identical to TRAIN files removed. The seed
+    preset keeps the earlier protocol (TEST as validation data).
     """
-    from .data import default_data_dir
+    from .audit import default_data_dir
     from .search import check_feature_maps, run_search
 
     with _errors():
@@ -169,7 +175,7 @@ def search(
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
-                retry_failed=retry_failed, echo=click.echo,
+                retry_failed=retry_failed, on_bad_image=on_bad_image, echo=click.echo,
             )
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "

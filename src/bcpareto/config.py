@@ -39,7 +39,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast"
     limit_per_class: int | None = None  # images per class and split, for quick runs
-    validation: str = "test"  # until the data protocol lands: TEST doubles as validation
+    validation: str = "holdout"  # "holdout": stratified share of TRAIN; "test": TEST (earlier way)
+    val_fraction: float = 0.15  # share of TRAIN held out for model selection
+    drop_test_duplicates: bool = True  # TEST files byte-identical to TRAIN files leak; drop them
+    edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
+    latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
     seed: int = 0
     grid: str | None = None  # default grid sheet of this preset (None: hyper_parameters.xlsx)
 
@@ -66,7 +70,7 @@ _CHOICES = {
     "padding": ("same", "valid"),
     "optimizer": ("adam", "adamw", "sgd"),
     "lr_schedule": ("constant", "cosine"),
-    "validation": ("test",),
+    "validation": ("holdout", "test"),
 }
 _AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast")
 
@@ -120,6 +124,8 @@ def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:
     for key in ("conv_dropout", "dense_dropout", "label_smoothing"):
         if key in raw and not 0 <= raw[key] < 1:
             problems.append(f"{key} = {raw[key]!r}: expected a number in [0, 1)")
+    if "val_fraction" in raw and not 0 < raw["val_fraction"] < 1:
+        problems.append(f"val_fraction = {raw['val_fraction']!r}: expected a number in (0, 1)")
     if "learning_rate" in raw and not raw["learning_rate"] > 0:
         problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number")
     augment = raw.get("augment", [])

@@ -1,6 +1,7 @@
-"""Find the data set, decode each split once into a cache, and feed it to Keras with tf.data.
+"""Split the data set honestly, decode each split once into a cache, feed it to Keras (tf.data).
 
-Layout (as in the Kaggle data set): DIR/TRAIN/<CLASS>/*.jpeg and DIR/TEST/<CLASS>/*.jpeg.
+Layout (as in the Kaggle data set): DIR/TRAIN/<CLASS>/*.jpeg and DIR/TEST/<CLASS>/*.jpeg; finding
+and auditing the files is audit.py's job.
 Decoding 320x240 JPEGs is the slow part of a small-model search, so each split is decoded once
 per (file list, image size, colour mode) into uint8 arrays under the cache directory
 (``BCPARETO_CACHE``, else ``~/.cache/bcpareto``); every later model and epoch reads the arrays.
@@ -19,48 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .audit import CLASSES, cross_split_duplicates, find_split
 from .errors import DataError
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-DEFAULT_DATA_DIR = Path("data") / "blood-cells"
-
-
-def default_data_dir() -> Path:
-    """``BCPARETO_DATA`` if set, else ./data/blood-cells."""
-    return Path(os.environ.get("BCPARETO_DATA") or DEFAULT_DATA_DIR)
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("BCPARETO_CACHE") or Path.home() / ".cache" / "bcpareto")
-
-
-def find_split(split_dir: Path) -> dict[str, list[Path]]:
-    """Class name -> sorted image files of one split; DataError names what is missing."""
-    if not split_dir.is_dir():
-        raise DataError(
-            f"{split_dir}: no such folder; expected a split folder with one subfolder per class "
-            f"({', '.join(CLASSES)})"
-        )
-    missing = [c for c in CLASSES if not (split_dir / c).is_dir()]
-    if missing:
-        raise DataError(
-            f"{split_dir}: class folder(s) {', '.join(missing)} missing; expected one subfolder "
-            f"per class: {', '.join(CLASSES)}"
-        )
-    files = {}
-    for name in CLASSES:
-        images = sorted(
-            p for p in (split_dir / name).iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
-        if not images:
-            raise DataError(f"{split_dir / name}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-        files[name] = images
-    return files
 
 
 @dataclass(frozen=True)
@@ -76,39 +45,93 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, mask: np.ndarray, *, name: str) -> Split:
+        keep = np.flatnonzero(mask)
+        return Split(name, self.images[keep], self.labels[keep], tuple(self.paths[i] for i in keep))
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(CLASSES))
         return {c: int(n) for c, n in zip(CLASSES, counts)}
 
 
-def load_split(
+@dataclass(frozen=True)
+class DataSplits:
+    """What one search trains on (train), selects with (val) and reports on (test)."""
+
+    train: Split
+    val: Split
+    test: Split
+    val_source: str  # e.g. "TRAIN holdout 15%" or "TEST"
+    test_source: str  # e.g. "TEST minus 108 TRAIN duplicates"
+    test_duplicates_removed: int
+
+
+def load_data(
     data_dir: Path,
-    split: str,
     *,
     image_size: int,
     color_mode: str,
+    validation: str = "holdout",
+    val_fraction: float = 0.15,
+    drop_test_duplicates: bool = True,
     limit_per_class: int | None = None,
     seed: int = 0,
     on_bad_image: str = "skip",
-) -> Split:
-    """Decode (or read from the cache) one split at the given size and colour mode.
+) -> DataSplits:
+    """Find, audit for leakage, decode (once, cached) and split the data set.
 
-    With ``limit_per_class`` a seeded random sample of that many files per class is used, so a
-    quick run still sees images from across the folder rather than its alphabetical start.
+    - validation "holdout": a stratified, seeded ``val_fraction`` of TRAIN selects models;
+      "test": TEST doubles as validation data (the earlier version's protocol).
+    - TEST files byte-identical to a TRAIN file are dropped (``drop_test_duplicates``).
+    - ``limit_per_class``: a seeded random sample of that many files per class and split, so a
+      quick run still sees images from across each folder.
     """
     if not data_dir.is_dir():
         raise DataError(
             f"data directory {data_dir} does not exist; pass --data-dir, set BCPARETO_DATA, "
-            "or put the data set at data/blood-cells (with TRAIN/ and TEST/ inside)"
+            "or run `bcpareto data download` (expects TRAIN/ and TEST/ inside)"
         )
-    by_class = find_split(data_dir / split)
-    files: list[tuple[Path, int]] = []
-    for label, name in enumerate(CLASSES):
-        paths = by_class[name]
-        if limit_per_class is not None and limit_per_class < len(paths):
-            paths = sorted(random.Random(f"{seed}-{split}-{name}").sample(paths, limit_per_class))
-        files += [(p, label) for p in paths]
+    train_files = find_split(data_dir / "TRAIN")
+    test_files = find_split(data_dir / "TEST")
+    duplicates: set[Path] = set()
+    if drop_test_duplicates:
+        duplicates = cross_split_duplicates(train_files, test_files)
+        test_files = {c: [p for p in paths if p not in duplicates] for c, paths in test_files.items()}
+    decode = dict(image_size=image_size, color_mode=color_mode, on_bad_image=on_bad_image)
+    train = _load("TRAIN", _sample(train_files, limit_per_class, f"{seed}-TRAIN"), **decode)
+    test = _load("TEST", _sample(test_files, limit_per_class, f"{seed}-TEST"), **decode)
+    test_source = f"TEST minus {len(duplicates)} TRAIN duplicates" if drop_test_duplicates else "TEST"
+    if validation == "test":
+        return DataSplits(train, test, test, "TEST", test_source, len(duplicates))
+    fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
+    return DataSplits(fit, val, test, f"TRAIN holdout {val_fraction:.0%}", test_source, len(duplicates))
 
+
+def _sample(files: dict[str, list[Path]], limit: int | None, seed: str) -> list[tuple[Path, int]]:
+    chosen: list[tuple[Path, int]] = []
+    for label, name in enumerate(CLASSES):
+        paths = files[name]
+        if limit is not None and limit < len(paths):
+            paths = sorted(random.Random(f"{seed}-{name}").sample(paths, limit))
+        chosen += [(p, label) for p in paths]
+    return chosen
+
+
+def _stratified_split(split: Split, *, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Per class, a seeded random `fraction` (at least one image) goes to validation."""
+    rng = np.random.default_rng(seed)
+    val_index = []
+    for label in range(len(CLASSES)):
+        members = np.flatnonzero(split.labels == label)
+        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        val_index.append(rng.permutation(members)[:n_val])
+    is_val = np.zeros(len(split), dtype=bool)
+    is_val[np.concatenate(val_index)] = True
+    return split.subset(~is_val, name="train"), split.subset(is_val, name="val")
+
+
+def _load(split: str, files: list[tuple[Path, int]], *, image_size: int, color_mode: str,
+          on_bad_image: str) -> Split:
     key = _cache_key(files, image_size=image_size, color_mode=color_mode)
     cached = _read_cache(key)
     if cached is None:
@@ -116,7 +139,10 @@ def load_split(
         _write_cache(key, cached)
     images, labels, paths, skipped = cached
     if skipped and on_bad_image == "fail":
-        raise DataError(f"{len(skipped)} unreadable image(s) in {data_dir / split}: " + ", ".join(skipped[:5]))
+        raise DataError(
+            f"{len(skipped)} unreadable image file(s) in {split}: {', '.join(skipped[:5])}; "
+            "remove them or use --on-bad-image skip"
+        )
     return Split(split, images, labels, tuple(paths), tuple(skipped))
 
 

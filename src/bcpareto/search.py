@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .audit import CLASSES
 from .config import TrainConfig
 from .errors import BcParetoError, TrialFailed
 from .gridspec import GridPoint
@@ -247,27 +248,32 @@ def run_search(
     storage_url: str | None = None,
     study_name: str | None = None,
     retry_failed: bool = False,
+    on_bad_image: str = "skip",
     echo: Callable[[str], None] = print,
 ) -> SearchSummary:
     """Train every grid point not yet completed in the study; keep metrics_log.csv in step."""
     import optuna
 
-    from .data import load_split
+    from .data import load_data
     from .trial import train_and_evaluate
 
     started = time.perf_counter()
     check_feature_maps(points, config=config)
-    load = dict(
+    echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
+    data = load_data(
+        data_dir,
         image_size=config.image_size,
         color_mode=config.color_mode,
+        validation=config.validation,
+        val_fraction=config.val_fraction,
+        drop_test_duplicates=config.drop_test_duplicates,
         limit_per_class=config.limit_per_class,
         seed=config.seed,
+        on_bad_image=on_bad_image,
     )
-    echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
-    train = load_split(data_dir, "TRAIN", **load)
-    val = load_split(data_dir, "TEST", **load)
-    echo(f"  TRAIN {len(train)} images, TEST {len(val)} images (TEST is the validation data)")
-    for split in (train, val):
+    echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
+         f"test {len(data.test)} ({data.test_source})")
+    for split in (data.train, data.test):
         if split.skipped:
             echo(f"  skipped {len(split.skipped)} unreadable file(s) in {split.name}: "
                  + ", ".join(split.skipped[:3]))
@@ -295,7 +301,8 @@ def run_search(
     todo = _remaining(study, points)
     echo(f"  {len(points) - len(todo)} of {len(points)} grid points already done, {len(todo)} to train")
     progress = Progress(
-        [by_id[g] for g in todo], config=config, n_train=len(train), n_val=len(val), echo=echo
+        [by_id[g] for g in todo], config=config, n_train=len(data.train),
+        n_eval=len(data.val) + len(data.test), echo=echo,
     )
     if todo:
         progress.announce(calibrate(points=[by_id[g] for g in todo], config=config))
@@ -313,9 +320,7 @@ def run_search(
         progress.start(point)
         try:
             with _Heartbeat(storage, trial_id):
-                result = train_and_evaluate(
-                    point, config=config, train=train, val=val, model_dir=artefacts
-                )
+                result = train_and_evaluate(point, config=config, data=data, model_dir=artefacts)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -329,7 +334,10 @@ def run_search(
             progress.finish(point, seconds=None)
             continue
         (artefacts / f"grid_{point.grid_id}.json").write_text(
-            json.dumps({"row": result.row, "confusion": result.confusion}, indent=1)
+            json.dumps({
+                "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
+                "edge_protocol": result.edge_protocol, "config": config.to_dict(),
+            }, indent=1, default=str)
         )
         trial.set_user_attr("row", result.row)
         study.tell(trial, [result.row[c] for c, _ in OBJECTIVES])
@@ -394,11 +402,11 @@ class Progress:
     """A text progress bar over the grid with the current model, elapsed time and ETA."""
 
     def __init__(
-        self, todo: list[GridPoint], *, config: TrainConfig, n_train: int, n_val: int,
+        self, todo: list[GridPoint], *, config: TrainConfig, n_train: int, n_eval: int,
         echo: Callable[[str], None],
     ) -> None:
         self.todo, self.config, self.echo = todo, config, echo
-        self.steps = config.epochs * (-(-n_train // config.batch_size) + n_val / max(config.batch_size, 64) / 3)
+        self.steps = config.epochs * (-(-n_train // config.batch_size) + n_eval / max(config.batch_size, 64) / 3)
         self.predicted: dict[int, float] = {}
         self.actual: dict[int, float] = {}
         self.done = 0
@@ -438,6 +446,6 @@ class Progress:
         if row is not None:
             self.echo(
                 f"  grid point {point.grid_id} done in {seconds:.0f} s: val_accuracy "
-                f"{row['val_accuracy']:.3f} ({row['val_split']}), model_size(MB) "
+                f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
                 f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
             )

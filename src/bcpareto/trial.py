@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import TrainConfig
-from .data import CLASSES, Split, eval_dataset, training_dataset
+from .data import CLASSES, DataSplits, Split, eval_dataset, training_dataset
 from .errors import TrialFailed
 from .gridspec import GridPoint
 from .model import build_model, cost, h5_size_mb
@@ -27,8 +27,9 @@ SEED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "mod
 @dataclass(frozen=True)
 class TrialResult:
     row: dict[str, Any]  # one metrics_log.csv row: SEED_COLUMNS first, then identifying columns
-    confusion: list[list[int]]  # validation confusion matrix, rows = true class (CLASSES order)
+    confusion: list[list[int]]  # TEST confusion matrix, rows = true class (CLASSES order)
     model_path: Path | None
+    edge_protocol: dict[str, Any] | None = None  # how the TFLite figures were measured
 
 
 def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
@@ -79,13 +80,12 @@ def train_and_evaluate(
     point: GridPoint,
     *,
     config: TrainConfig,
-    train: Split,
-    val: Split,
+    data: DataSplits,
     model_dir: Path | None = None,
     verbose: int = 2,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrialResult:
-    """Train one grid point on `train`, validate on `val`, return its CSV row."""
+    """Train one grid point on data.train, validate on data.val, report on data.test."""
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -95,6 +95,7 @@ def train_and_evaluate(
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
 
     # data
+    train, val = data.train, data.val
     train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment, seed=config.seed)
     val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -118,14 +119,20 @@ def train_and_evaluate(
             "try a lower learning_rate"
         )
 
-    # evaluate: per-class figures on the validation data, from the trained model
-    probabilities = model.predict(val_ds, verbose=0)
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
-    np.add.at(confusion, (val.labels, predicted), 1)
-    recall = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    # evaluate on held-out TEST (and per class), from the trained model
+    test = _evaluate(model, data.test, batch_size=max(config.batch_size, 64))
 
-    # measure and save
+    # measure the deployable artefact: TFLite sizes, int8 accuracy on TEST, CPU latency
+    edge = None
+    if config.edge_metrics:
+        from .export import measure_edge
+
+        edge = measure_edge(
+            model, train_images=train.images, test_images=data.test.images,
+            test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,
+        )
+
+    # save
     model_path = None
     if model_dir is not None:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +140,10 @@ def train_and_evaluate(
         tmp = model_path.with_name(f".{model_path.name}.tmp.keras")
         model.save(tmp)
         tmp.replace(model_path)
+        if edge is not None:
+            tmp = model_dir / f".grid_{point.grid_id}_int8.tflite.tmp"
+            tmp.write_bytes(edge.tflite_models["int8"])
+            tmp.replace(model_dir / f"grid_{point.grid_id}_int8.tflite")
 
     row: dict[str, Any] = {
         "train_loss": last["loss"],
@@ -144,20 +155,41 @@ def train_and_evaluate(
         "n_params": measures.n_params,
         "float32_mb": measures.float32_mb,
         "macs": measures.macs,
-        "val_balanced_accuracy": float(recall.mean()),
-        **{f"val_recall_{c.lower()}": float(r) for c, r in zip(CLASSES, recall)},
-        "val_split": val.name,
+        "test_accuracy": test["accuracy"],
+        "test_balanced_accuracy": test["balanced_accuracy"],
+        **{f"test_recall_{c.lower()}": r for c, r in zip(CLASSES, test["recall"])},
+        "val_split": data.val_source,
+        "test_split": data.test_source,
         "n_train": len(train),
         "n_val": len(val),
+        "n_test": len(data.test),
         "epochs": len(history["loss"]),
         "image_size": config.image_size,
         "color_mode": config.color_mode,
         "batch_size": config.batch_size,
         "preset": config.name,
+        **(edge.metrics if edge is not None else {}),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     keras.backend.clear_session()
-    return TrialResult(row=row, confusion=confusion.tolist(), model_path=model_path)
+    return TrialResult(
+        row=row, confusion=test["confusion"], model_path=model_path,
+        edge_protocol=edge.protocol if edge is not None else None,
+    )
+
+
+def _evaluate(model: Any, split: Split, *, batch_size: int) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean per-class recall), recalls and confusion matrix."""
+    predicted = model.predict(eval_dataset(split, batch_size=batch_size), verbose=0).argmax(axis=1)
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    np.add.at(confusion, (split.labels, predicted), 1)
+    recall = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {
+        "accuracy": float(confusion.trace() / max(confusion.sum(), 1)),
+        "balanced_accuracy": float(recall.mean()),
+        "recall": [float(r) for r in recall],
+        "confusion": confusion.tolist(),
+    }
 
 
 def time_train_step(point: GridPoint, *, config: TrainConfig, steps: int = 3) -> float:
