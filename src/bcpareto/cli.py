@@ -137,13 +137,17 @@ def _h5_mb(point: Any, config: Any) -> float:
 @click.option("--study", "study_name", metavar="NAME",
               help="Study name [default: from the sheet, preset and a hash of both, so the same "
               "command resumes].")
+@click.option("--edge/--no-edge", "edge_metrics", default=None,
+              help="Measure TFLite fp32/fp16/int8 sizes, int8 TEST accuracy and CPU latency per "
+              "model [default: the preset's edge_metrics, on in every shipped preset].")
 @click.option("--retry-failed", is_flag=True, help="Train again the points whose trial failed.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
 def search(
     xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
-    storage: str | None, study_name: str | None, retry_failed: bool, on_bad_image: str,
+    storage: str | None, study_name: str | None, edge_metrics: bool | None, retry_failed: bool,
+    on_bad_image: str,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -162,7 +166,7 @@ def search(
     with _errors():
         path, points, config = _load(
             xlsx, preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
-            limit_per_class=limit_per_class,
+            limit_per_class=limit_per_class, edge_metrics=edge_metrics,
         )
         try:
             check_feature_maps(points, config=config)

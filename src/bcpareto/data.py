@@ -64,6 +64,7 @@ class DataSplits:
     val_source: str  # e.g. "TRAIN holdout 15%" or "TEST"
     test_source: str  # e.g. "TEST minus 108 TRAIN duplicates"
     test_duplicates_removed: int
+    skipped: tuple[str, ...] = ()  # unreadable files left out, all splits
 
 
 def load_data(
@@ -101,10 +102,12 @@ def load_data(
     train = _load("TRAIN", _sample(train_files, limit_per_class, f"{seed}-TRAIN"), **decode)
     test = _load("TEST", _sample(test_files, limit_per_class, f"{seed}-TEST"), **decode)
     test_source = f"TEST minus {len(duplicates)} TRAIN duplicates" if drop_test_duplicates else "TEST"
+    skipped = train.skipped + test.skipped
     if validation == "test":
-        return DataSplits(train, test, test, "TEST", test_source, len(duplicates))
+        return DataSplits(train, test, test, "TEST", test_source, len(duplicates), skipped)
     fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
-    return DataSplits(fit, val, test, f"TRAIN holdout {val_fraction:.0%}", test_source, len(duplicates))
+    val_source = f"TRAIN holdout {val_fraction:.0%}"
+    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
 
 
 def _sample(files: dict[str, list[Path]], limit: int | None, seed: str) -> list[tuple[Path, int]]:

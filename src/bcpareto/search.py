@@ -273,10 +273,8 @@ def run_search(
     )
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
          f"test {len(data.test)} ({data.test_source})")
-    for split in (data.train, data.test):
-        if split.skipped:
-            echo(f"  skipped {len(split.skipped)} unreadable file(s) in {split.name}: "
-                 + ", ".join(split.skipped[:3]))
+    if data.skipped:
+        echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or default_storage_url(run_dir)

@@ -1,0 +1,114 @@
+"""`bcpareto search` end to end on a few real images per class (32 px, 1 epoch, 2 grid points)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bcpareto.cli import cli
+
+from .conftest import BLOOD_CELLS, CLASSES, copy_subset, needs_data, write_sheet
+
+pytestmark = [needs_data, pytest.mark.train]
+
+
+def _search(tmp_path: Path, grid: Path, *extra: str, data: Path = BLOOD_CELLS,
+            edge: bool = False) -> tuple[int, str]:
+    args = ["search", "--edge" if edge else "--no-edge", str(grid), "--image-size", "32", "--epochs", "1", "--limit-per-class", "4",
+            "--data-dir", str(data), "--run-dir", str(tmp_path / "run"), *extra]
+    result = CliRunner().invoke(cli, args)
+    return result.exit_code, result.output
+
+
+def _rows(tmp_path: Path) -> list[dict[str, str]]:
+    with open(tmp_path / "run" / "metrics_log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_trains_every_point_logs_one_row_each_and_resumes(tmp_path: Path, tiny_grid: Path) -> None:
+    code, output = _search(tmp_path, tiny_grid, edge=True)
+    assert code == 0, output
+    assert "Estimated time" in output and "ETA" in output and "2/2 grid points completed" in output
+    rows = _rows(tmp_path)
+    header = list(rows[0])
+    assert header[:5] == ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "model_size(MB)"]
+    assert [r["grid_id"] for r in rows] == ["0", "1"]
+    assert [r["filters"] for r in rows] == ["[4,8]", "[4,8,8]"]
+    for row in rows:
+        assert 0 <= float(row["val_accuracy"]) <= 1 and 0 <= float(row["test_accuracy"]) <= 1
+        assert row["epochs"] == "1" and row["image_size"] == "32"
+        assert row["val_split"] == "TRAIN holdout 15%"
+        assert row["test_split"].startswith("TEST minus") and int(row["n_test"]) <= 16
+        assert float(row["tflite_int8_mb"]) > 0 and float(row["latency_ms"]) > 0
+        assert float(row["model_size(MB)"]) > int(row["n_params"]) * 4 / 2**20  # h5 > raw weights
+    # the per-trial record: confusion matrix on TEST beside the study
+    record = json.loads(next((tmp_path / "run" / "runs").glob("*/grid_1.json")).read_text())
+    assert len(record["confusion"]) == len(CLASSES)
+    assert sum(map(sum, record["confusion"])) == int(rows[1]["n_test"])
+
+    code, output = _search(tmp_path, tiny_grid, edge=True)  # the same command again: nothing to do
+    assert code == 0, output
+    assert "2 of 2 grid points already done, 0 to train" in output
+    assert _rows(tmp_path) == rows
+
+
+def test_changed_settings_start_a_new_study_and_keep_the_old_rows(tmp_path: Path, tiny_grid: Path) -> None:
+    assert _search(tmp_path, tiny_grid)[0] == 0
+    code, output = _search(tmp_path, tiny_grid, "--batch-size", "4")
+    assert code == 0, output
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and len({r["study"] for r in rows}) == 2
+    assert sorted((r["study"], r["grid_id"]) for r in rows) == sorted({(r["study"], r["grid_id"]) for r in rows})
+
+
+def test_a_collapsing_point_is_rejected_before_training(tmp_path: Path) -> None:
+    grid = write_sheet(tmp_path / "deep.xlsx", [
+        ["dense_layers", "neurons", "filters", "kernel_sizes"],
+        ["[1]", "[[8]]", "[[4, 4, 4, 4, 4, 4, 4]]", "[3, 3, 3, 3, 3, 3, 3]"],
+    ])
+    code, output = _search(tmp_path, grid)
+    assert code == 2, output
+    assert "grid point 0" in output and "collapses" in output and "at least 128 px" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "metrics_log.csv").exists()
+
+
+def test_missing_data_directory_is_a_clear_error_and_writes_nothing(tmp_path: Path, tiny_grid: Path) -> None:
+    code, output = _search(tmp_path, tiny_grid, data=tmp_path / "nowhere")
+    assert code == 1, output
+    assert "nowhere" in output and "does not exist" in output
+    assert not (tmp_path / "run" / "metrics_log.csv").exists()
+
+
+def test_a_class_missing_from_test_is_named_and_nothing_is_written(tmp_path: Path, tiny_grid: Path) -> None:
+    data = copy_subset(tmp_path / "data", per_class=2)
+    shutil.rmtree(data / "TEST" / "MONOCYTE")
+    code, output = _search(tmp_path, tiny_grid, data=data)
+    assert code == 1, output
+    assert "MONOCYTE" in output and "TEST" in output
+    assert not (tmp_path / "run" / "metrics_log.csv").exists()
+
+
+def test_bad_sheet_writes_nothing(tmp_path: Path) -> None:
+    grid = write_sheet(tmp_path / "bad.xlsx", [["dense_layers", "neurons", "filters", "kernel_sizes"],
+                                               ["[2]", "[[8]]", "[[4]]", "[3]"]])
+    code, output = _search(tmp_path, grid)
+    assert code == 2 and "cell B2" in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_images_are_skipped_and_listed(tmp_path: Path, tiny_grid: Path) -> None:
+    data = copy_subset(tmp_path / "data", per_class=3)
+    victim = sorted((data / "TRAIN" / "EOSINOPHIL").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
+    (data / "TRAIN" / "EOSINOPHIL" / ".DS_Store").write_bytes(b"\0\1")
+    code, output = _search(tmp_path, tiny_grid, data=data)
+    assert code == 0, output
+    assert "skipped 1 unreadable file(s)" in output and victim.name in output
+    code, output = _search(tmp_path / "strict", tiny_grid, "--on-bad-image", "fail", data=data)
+    assert code == 1 and victim.name in output
