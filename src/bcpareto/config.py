@@ -45,7 +45,7 @@ class TrainConfig:
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
     seed: int = 0
-    grid: str | None = None  # default grid sheet of this preset (None: hyper_parameters.xlsx)
+    grid: str | None = None  # default grid sheet, relative to the preset (None: hyper_parameters.xlsx)
 
     @property
     def channels(self) -> int:
@@ -60,6 +60,7 @@ class TrainConfig:
         """Short hash of every value that changes a trained model (the name excluded)."""
         data = self.to_dict()
         data.pop("name")
+        data.pop("grid")  # the grid's points are hashed into the study name on their own
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:8]
 
@@ -105,6 +106,8 @@ def load_config(name_or_path: str = "default", **overrides: Any) -> TrainConfig:
         raise ConfigError(
             f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_FIELDS)}"
         )
+    if raw.get("grid"):  # relative to the preset's folder
+        raw["grid"] = str((path.parent / raw["grid"]).resolve())
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(raw, source=str(path))
 
