@@ -202,9 +202,10 @@ def _resolve_objectives(
     for option, objective in zip(("--x", "--y", "--z"), objectives):
         if objective.column in seen:
             raise ConfigError(
-                f"{option} and {seen[objective.column]} both use column "
-                f"'{objective.column}'; pick different columns from: "
-                f"{_column_list(tables[0])}"
+                f"{seen[objective.column]} and {option} both use column "
+                f"'{objective.column}' (--x defaults to {SIZE_COLUMN}, --y to "
+                f"{' or '.join(HELD_OUT_ACCURACY)}); pick different columns. "
+                f"Columns available: {_column_list(tables[0])}"
             )
         seen[objective.column] = option
     return objectives
@@ -259,15 +260,15 @@ def _objective_values(path: Path, table: pd.DataFrame, columns: Sequence[str]) -
         if text.any():
             row = int(np.flatnonzero(text.to_numpy())[0])
             raise ColumnError(
-                f"{path}: column '{column}' is not numeric (row {row} holds "
-                f"{str(raw.iloc[row])!r}). Numeric columns available: "
+                f"{path}: column '{column}' is not numeric (line {row + 2} holds "
+                f"{str(raw.iloc[row])!r}). Columns available: "
                 f"{_column_list(table, numeric_only=True)}"
             )
         values = numbers.to_numpy(dtype=float, na_value=np.nan)
         if not np.isfinite(values).any():
             raise ColumnError(
                 f"{path}: column '{column}' has no numeric values "
-                f"({len(values)} rows, all empty/NaN). Numeric columns available: "
+                f"({len(values)} rows, all empty/NaN). Columns available: "
                 f"{_column_list(table, numeric_only=True)}"
             )
         result[:, index] = values
@@ -286,14 +287,17 @@ def _checked_reference(ref: Sequence[float], objectives: Sequence[Objective]) ->
 
 
 def _column_list(table: pd.DataFrame, *, numeric_only: bool = False) -> str:
+    """Comma-separated column names; with ``numeric_only``, all columns then the numeric ones."""
     columns = [str(c) for c in table.columns]
-    if numeric_only:
-        columns = [
-            c for c in columns
-            if pd.to_numeric(table[c], errors="coerce").notna().sum() == table[c].notna().sum()
-            and table[c].notna().any()
-        ]
-    return ", ".join(columns) if columns else "(none)"
+    listed = ", ".join(columns) if columns else "(none)"
+    if not numeric_only:
+        return listed
+    numeric = [
+        str(c) for c in table.columns
+        if table[c].notna().any()
+        and pd.to_numeric(table[c], errors="coerce").notna().sum() == table[c].notna().sum()
+    ]
+    return f"{listed} (numeric: {', '.join(numeric) if numeric else 'none'})"
 
 
 # --- presentation ---------------------------------------------------------------------------
