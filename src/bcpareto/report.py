@@ -27,6 +27,7 @@ HELD_OUT_ACCURACY = ("test_accuracy", "val_accuracy")  # most held-out first
 ID_COLUMN = "grid_id"
 OUTPUT_NAMES = ("pareto_front.png", "pareto_front.svg", "pareto_front.csv")
 PNG_DPI = 150
+MAX_PRINTED = 100  # front rows printed; pareto_front.csv has them all
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,11 @@ def format_report(report: PlotReport) -> str:
     shown += columns + (["overall_front"] if "overall_front" in report.front_table else [])
     names = {str(source.path): source.name for source in report.sources}
     front = report.front_table.assign(source=report.front_table["source"].map(names))
-    table = front[shown].to_string(
+    table = front[shown].head(MAX_PRINTED).to_string(
         index=False, float_format=lambda v: f"{v:.6g}"
     )
+    if len(front) > MAX_PRINTED:
+        table += f"\n... {len(front) - MAX_PRINTED:,} more rows in pareto_front.csv"
     goal = ", ".join(
         f"{'minimise' if o.direction == 'min' else 'maximise'} {o.column}"
         for o in report.objectives
