@@ -104,47 +104,61 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, nargs="+", default=[2_000, 5_000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    n, repeat = args.rows, args.repeat
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
 
     print(f"Machine: {machine()}\n")
     results: list[tuple[str, str, str]] = []
+
+    def add(what: str, seconds: float, how: str) -> None:
+        results.append((what, f"{seconds:.3f} s" if seconds < 0.1 else f"{seconds:.2f} s", how))
+
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         plot_report([_write(folder, random_log(200), "warm.csv")], out_dir=folder / "warm")
 
-        big = _write(folder, random_log(args.rows), "big.csv")
-        costs = pareto.to_costs(random_log(args.rows)[[SIZE_COLUMN, "test_accuracy"]].to_numpy(),
-                                directions=["min", "max"])
-        t_mask = timed(lambda: pareto.nondominated_mask(costs), repeat=args.repeat)
-        results.append((f"non-dominated mask only, {args.rows:,} rows x 2", f"{t_mask:.3f} s", "pareto.nondominated_mask"))
-        t_all = timed(lambda: plot_report([big], out_dir=folder / "out"), repeat=args.repeat)
-        results.append((f"front + figure, {args.rows:,} rows, 2 objectives", f"{t_all:.2f} s",
-                        f"plot_report: read CSV, front, HV, PNG+SVG+CSV (median of {args.repeat})"))
-        t_3d = timed(lambda: plot_report([big], z="latency_ms:min", out_dir=folder / "out3"))
-        results.append((f"front + figure, {args.rows:,} rows, 3 objectives", f"{t_3d:.2f} s", "plot_report --z latency_ms:min (one run)"))
-        t_cli = timed(lambda: subprocess.run(
-            [sys.executable, "-m", "bcpareto", "plot", str(big), "--out", str(folder / "cli")],
-            env=env, check=True, capture_output=True), repeat=args.repeat)
-        results.append((f"`bcpareto plot` end to end, {args.rows:,} rows", f"{t_cli:.2f} s",
-                        "subprocess: interpreter start + imports + the above"))
+        table = random_log(n)
+        big = _write(folder, table, "big.csv")
+        costs = _costs(table)
+        add(f"front only (mask), {n:,} rows", timed(lambda: pareto.nondominated_mask(costs),
+            repeat=repeat), "pareto.nondominated_mask, 2 objectives")
+        add(f"front + figure, {n:,} rows, 2 objectives",
+            timed(lambda: plot_report([big], out_dir=folder / "out"), repeat=repeat),
+            f"plot_report: read CSV, front, HV, save PNG+SVG+CSV (median of {repeat})")
+        add(f"front + figure, {n:,} rows, 3 objectives",
+            timed(lambda: plot_report([big], z="latency_ms:min", out_dir=folder / "out3")),
+            "plot_report with --z latency_ms:min (one run)")
+        command = [sys.executable, "-m", "bcpareto", "plot", str(big), "--out", str(folder / "c")]
+        add(f"`bcpareto plot` end to end, {n:,} rows",
+            timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True),
+                  repeat=repeat),
+            "subprocess: interpreter start + imports + the above")
 
         for rows in args.baseline_rows:
-            table = random_log(rows, seed=rows)
-            small = _write(folder, table, f"b{rows}.csv")
+            small_table = random_log(rows, seed=rows)
+            small = _write(folder, small_table, f"b{rows}.csv")
             start = time.perf_counter()
-            slow = notebook_front(table)
+            slow = notebook_front(small_table)
             t_slow = time.perf_counter() - start
-            ours = np.flatnonzero(pareto.nondominated_mask(pareto.to_costs(
-                table[[SIZE_COLUMN, "test_accuracy"]].to_numpy(), directions=["min", "max"])))
-            assert slow == ours.tolist(), "baseline and bcpareto disagree"
-            t_ours = timed(lambda: plot_report([small], out_dir=folder / f"o{rows}"), repeat=args.repeat)
-            results.append((f"row-by-row O(n^2) baseline, {rows:,} rows", f"{t_slow:.2f} s", "front only, no figure; same front as ours"))
-            results.append((f"front + figure, {rows:,} rows", f"{t_ours:.2f} s", "plot_report"))
+            small_costs = _costs(small_table)
+            ours = np.flatnonzero(pareto.nondominated_mask(small_costs)).tolist()
+            assert slow == ours, "baseline and bcpareto disagree"
+            add(f"row-by-row O(n^2) baseline, {rows:,} rows", t_slow,
+                "front only, no figure; same front as ours (checked)")
+            add(f"front only (mask), {rows:,} rows",
+                timed(lambda: pareto.nondominated_mask(small_costs), repeat=repeat),
+                "pareto.nondominated_mask")
+            add(f"front + figure, {rows:,} rows",
+                timed(lambda: plot_report([small], out_dir=folder / f"o{rows}"), repeat=repeat),
+                "plot_report")
         rows = args.baseline_rows[-1]
-        estimate = t_slow * (args.rows / rows) ** 2
-        shown = f"~{estimate / 3600:.1f} h" if estimate > 3600 else f"~{estimate:.0f} s"
-        results.append((f"row-by-row baseline, {args.rows:,} rows (extrapolated)", shown,
-                        f"{t_slow:.2f} s x ({args.rows:,} / {rows:,})^2"))
+        estimate = t_slow * (n / rows) ** 2
+        results.append((
+            f"row-by-row baseline, {n:,} rows (extrapolated)",
+            f"~{estimate / 3600:.1f} h" if estimate > 3600 else f"~{estimate:.0f} s",
+            f"{t_slow:.2f} s x ({n:,} / {rows:,})^2",
+        ))
 
     command = help_command()
     subprocess.run(command, env=env, check=True, capture_output=True)  # warm the file cache
@@ -154,12 +168,17 @@ def main() -> None:
         subprocess.run(command, env=env, check=True, capture_output=True)
         help_times.append(time.perf_counter() - start)
     shown = "bcpareto --help" if shutil.which("bcpareto") else "python -m bcpareto --help"
-    results.append((f"`{shown}`", f"{statistics.median(help_times):.3f} s",
-                    f"median of 7 subprocess runs (min {min(help_times):.3f} s)"))
+    add(f"`{shown}`", statistics.median(help_times),
+        f"median of 7 subprocess runs (min {min(help_times):.3f} s)")
 
     print("| what | time | how |\n| --- | ---: | --- |")
     for what, value, how in results:
         print(f"| {what} | {value} | {how} |")
+
+
+def _costs(table: pd.DataFrame) -> np.ndarray:
+    values = table[[SIZE_COLUMN, "test_accuracy"]].to_numpy()
+    return pareto.to_costs(values, directions=["min", "max"])
 
 
 def _write(folder: Path, table: pd.DataFrame, name: str) -> Path:

@@ -89,7 +89,8 @@ def cost_arrays(draw, max_rows: int = 30, max_objectives: int = 4, nan: bool = T
     if nan and n and draw(st.booleans()):
         rows = draw(st.lists(st.integers(0, n - 1), max_size=3))
         for row in rows:
-            costs[row, draw(st.integers(0, k - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+            bad = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+            costs[row, draw(st.integers(0, k - 1))] = bad
     return costs
 
 

@@ -151,7 +151,7 @@ def hypervolume(costs: ArrayLike, *, ref: ArrayLike) -> float:
 def _as_matrix(values: ArrayLike) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     if array.ndim != 2 or array.shape[1] < 1:
-        raise ValueError(f"expected an (n, k) array with k >= 1 objectives, got shape {array.shape}")
+        raise ValueError(f"expected an (n, k) array with k >= 1 objectives, not {array.shape}")
     return array
 
 

@@ -318,7 +318,8 @@ def _labels(table: pd.DataFrame) -> list[str]:
     """
     if ID_COLUMN in table.columns:
         ids = pd.to_numeric(table[ID_COLUMN], errors="coerce")
-        return [str(int(v)) if np.isfinite(v) else "" for v in ids.to_numpy(dtype=float, na_value=np.nan)]
+        ids = ids.to_numpy(dtype=float, na_value=np.nan)
+        return [str(int(v)) if np.isfinite(v) else "" for v in ids]
     return [str(i) for i in range(len(table))]
 
 
@@ -417,8 +418,9 @@ def _write_outputs(out_dir: Path, *, figure, front_table: pd.DataFrame) -> tuple
     temps = [out_dir / f".{final.name}.{token}.tmp" for final in finals]
     try:
         figure.savefig(temps[0], format="png", dpi=PNG_DPI)
+        figure.set_layout_engine("none")  # keep the layout just computed: no second pass
         with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays searchable text
-            figure.savefig(temps[1], format="svg")
+            figure.savefig(temps[1], format="svg", metadata={"Date": None})
         front_table.to_csv(temps[2], index=False)
         for temp, final in zip(temps, finals):
             os.replace(temp, final)
