@@ -118,7 +118,8 @@ def default_reference(costs: ArrayLike, *, margin: float = DEFAULT_MARGIN) -> np
     worst, best = valid.max(axis=0), valid.min(axis=0)
     span = worst - best
     offset = np.where(span > 0, span, np.where(worst != 0, np.abs(worst), 1.0)) * margin
-    return worst + offset
+    ref = worst + offset
+    return np.where(ref > worst, ref, np.nextafter(worst, np.inf))  # offset lost to rounding
 
 
 def hypervolume(costs: ArrayLike, *, ref: ArrayLike) -> float:
