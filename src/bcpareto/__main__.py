@@ -1,0 +1,5 @@
+"""`python -m bcpareto`: the same as the `bcpareto` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,291 @@
+"""Matplotlib figures of Pareto fronts; the caller saves them.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (Agg rendering, no pyplot, no
+display, no global backend switch), so importing this module never changes a user's
+matplotlib state. Values arrive in the objectives' own units; "max" objectives stay as they
+are on the axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from . import pareto
+
+MAX_LABELS = 20  # front points labelled per series (evenly spread); more overprint
+LARGE = 5_000  # above this many points: tiny markers, rasterised in the SVG
+_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+# Unit hints by column name; the seed's `model_size(MB)` is MiB of the float32 Keras .h5 file.
+_UNITS_EXACT = {
+    "model_size(MB)": "MiB, float32 Keras .h5",
+    "macs": "multiply-adds per image",
+    "n_params": "parameters",
+    "epochs": "epochs",
+    "image_size": "px",
+}
+_UNITS_SUFFIX = (
+    ("_mb", "MB"),
+    ("(mb)", "MB"),
+    ("_ms", "ms"),
+    ("_seconds", "s"),
+    ("_macs", "multiply-adds per image"),
+)
+
+
+@dataclass(frozen=True)
+class FrontSeries:
+    """One source CSV, ready to draw.
+
+    ``values`` is ``(n, k)`` in the objectives' own units (k = 2 or 3); ``front`` marks the
+    rows on this series' front; ``labels`` gives the text next to each front point ("" for
+    none); ``note`` is appended to the legend entry.
+    """
+
+    name: str
+    values: np.ndarray
+    front: np.ndarray
+    labels: Sequence[str] = field(default_factory=tuple)
+    note: str = ""
+
+
+def axis_label(column: str, *, direction: str) -> str:
+    """``column (unit; lower is better)``, with the unit guessed from the column name."""
+    better = "lower is better" if direction == "min" else "higher is better"
+    unit = _unit(column)
+    return f"{column} ({unit}; {better})" if unit else f"{column} ({better})"
+
+
+def staircase(front: np.ndarray, *, directions: Sequence[str], ref: Sequence[float]) -> np.ndarray:
+    """Corner points of the region that a 2-D front dominates, bounded by ``ref``.
+
+    Returns an ``(m, 2)`` path from the reference line through every non-dominated point of
+    ``front`` (in order of the first objective, best first) back to the reference line; drawn
+    as a line it is the staircase, closed through ``ref`` it is the hypervolume region. Points
+    that another point of ``front`` dominates in these two objectives are skipped.
+    """
+    sign = np.array([-1.0 if d == "max" else 1.0 for d in directions])
+    ref_cost = np.asarray(ref, dtype=float) * sign
+    costs = np.minimum(np.asarray(front, dtype=float)[:, :2] * sign, ref_cost)
+    costs = costs[pareto.nondominated_mask(costs)]
+    if len(costs) == 0:
+        return np.empty((0, 2))
+    costs = costs[np.lexsort((costs[:, 1], costs[:, 0]))]
+    path = [(costs[0, 0], ref_cost[1])]
+    for index, (x, y) in enumerate(costs):
+        if index:
+            path.append((x, costs[index - 1, 1]))
+        path.append((x, y))
+    path.append((ref_cost[0], costs[-1, 1]))
+    return np.array(path) * sign
+
+
+def front_figure(
+    series: Sequence[FrontSeries],
+    *,
+    columns: Sequence[str],
+    directions: Sequence[str],
+    ref: Sequence[float],
+    title: str,
+    footnote: str = "",
+) -> Figure:
+    """Figure of all points and the front(s): one panel for 2 objectives, three for 3."""
+    if len(columns) == 2:
+        figure = _figure_2d(series, columns=columns, directions=directions, ref=ref,
+                            footnote=footnote)
+    elif len(columns) == 3:
+        figure = _figure_3d(series, columns=columns, directions=directions, footnote=footnote)
+    else:
+        raise ValueError(f"can draw 2 or 3 objectives, got {len(columns)}")
+    figure.suptitle(title, fontsize=11)
+    return figure
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _unit(column: str) -> str:
+    if column in _UNITS_EXACT:
+        return _UNITS_EXACT[column]
+    lowered = column.lower()
+    for suffix, unit in _UNITS_SUFFIX:
+        if lowered.endswith(suffix):
+            return unit
+    if "accuracy" in lowered:
+        return "fraction correct"
+    if "loss" in lowered:
+        return "cross-entropy"
+    return ""
+
+
+def _figure_2d(
+    series: Sequence[FrontSeries],
+    *,
+    columns: Sequence[str],
+    directions: Sequence[str],
+    ref: Sequence[float],
+    footnote: str,
+) -> Figure:
+    figure = Figure(figsize=(9, 6.5), layout="constrained")
+    ax = figure.add_subplot()
+    for index, item in enumerate(series):
+        colour, marker = _COLOURS[index % len(_COLOURS)], _MARKERS[index % len(_MARKERS)]
+        values, front = np.asarray(item.values, dtype=float), np.asarray(item.front, dtype=bool)
+        _draw_others(ax, values[~front, 0], values[~front, 1], colour=colour, marker=marker)
+        path = staircase(values[front], directions=directions, ref=ref)
+        if len(path):
+            ax.fill(
+                np.append(path[:, 0], ref[0]),
+                np.append(path[:, 1], ref[1]),
+                color=colour,
+                alpha=0.08,
+                linewidth=0,
+            )
+            ax.plot(path[:, 0], path[:, 1], color=colour, linewidth=1.6, zorder=3)
+        ax.plot(
+            values[front, 0],
+            values[front, 1],
+            linestyle="none",
+            marker=marker,
+            markersize=7,
+            markerfacecolor=colour,
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            zorder=4,
+            label=_legend_text(item, n_front=int(front.sum())),
+        )
+        _label_points(ax, values, front, item.labels, colour=colour)
+    ax.plot([ref[0]], [ref[1]], marker="x", color="0.3", linestyle="none", zorder=4,
+            label=f"reference point ({_fmt(ref[0])}, {_fmt(ref[1])}); shaded: dominated region")
+    ax.set_xlabel(axis_label(columns[0], direction=directions[0]))
+    ax.set_ylabel(axis_label(columns[1], direction=directions[1]))
+    ax.grid(True, linewidth=0.5, alpha=0.5)
+    figure.legend(loc="outside lower center", fontsize=8, frameon=False, title=footnote or None,
+                  title_fontsize=7)
+    return figure
+
+
+def _figure_3d(
+    series: Sequence[FrontSeries], *, columns: Sequence[str], directions: Sequence[str],
+    footnote: str,
+) -> Figure:
+    """Three pairwise panels; colour is the third objective everywhere."""
+    figure = Figure(figsize=(17, 6), layout="constrained")
+    axes = figure.subplots(1, 3)
+    pairs = ((0, 1), (0, 2), (1, 2))
+    everything = np.concatenate([np.asarray(s.values, dtype=float) for s in series])
+    finite = everything[np.isfinite(everything[:, 2]), 2]
+    norm = Normalize(vmin=finite.min(), vmax=finite.max()) if finite.size else Normalize(0, 1)
+    cmap = "viridis_r" if directions[2] == "max" else "viridis"  # dark = better
+    mappable = None
+    for index, item in enumerate(series):
+        marker = _MARKERS[index % len(_MARKERS)]
+        values, front = np.asarray(item.values, dtype=float), np.asarray(item.front, dtype=bool)
+        large = len(values) > LARGE
+        for ax, (i, j) in zip(axes, pairs):
+            others = values[~front]
+            if large:
+                _draw_binned_colours(ax, others[:, i], others[:, j], others[:, 2], cmap=cmap,
+                                     norm=norm)
+            else:
+                ax.scatter(others[:, i], others[:, j], c=others[:, 2], cmap=cmap, norm=norm,
+                           marker=marker, s=14, alpha=0.35, linewidths=0)
+            mappable = ax.scatter(
+                values[front, i], values[front, j], c=values[front, 2], cmap=cmap, norm=norm,
+                marker=marker, s=46, edgecolors="black", linewidths=0.8, zorder=4,
+            )
+            path = staircase(
+                values[front][:, [i, j]],
+                directions=[directions[i], directions[j]],
+                ref=_worst_corner(values[:, [i, j]], [directions[i], directions[j]]),
+            )
+            if len(path):
+                ax.plot(path[1:-1, 0], path[1:-1, 1], color="0.4", linewidth=0.9,
+                        linestyle="--", zorder=3)
+        _label_points(axes[0], values, front, item.labels, colour="black")
+    for ax, (i, j) in zip(axes, pairs):
+        ax.set_xlabel(axis_label(columns[i], direction=directions[i]), fontsize=9)
+        ax.set_ylabel(axis_label(columns[j], direction=directions[j]), fontsize=9)
+        ax.grid(True, linewidth=0.5, alpha=0.5)
+    handles = [
+        Line2D([], [], linestyle="none", marker=_MARKERS[index % len(_MARKERS)], color="0.5",
+               markeredgecolor="black", label=_legend_text(item, n_front=int(np.sum(item.front))))
+        for index, item in enumerate(series)
+    ]
+    handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white",
+                          markeredgecolor="black", label="black edge: on the 3-objective front"))
+    handles.append(Line2D([], [], color="0.4", linestyle="--",
+                          label="dashed: front points that are best for this pair"))
+    figure.legend(handles=handles, loc="outside lower center", fontsize=8, frameon=False,
+                  ncols=min(len(handles), 2), title=footnote or None, title_fontsize=7)
+    if mappable is not None:
+        colourbar = figure.colorbar(mappable, ax=list(axes), shrink=0.9, pad=0.01)
+        colourbar.set_label(axis_label(columns[2], direction=directions[2]), fontsize=9)
+    return figure
+
+
+def _draw_others(ax, x: np.ndarray, y: np.ndarray, *, colour: str, marker: str) -> None:
+    """Dominated points: small and light; tiny and rasterised when there are many."""
+    if len(x) > LARGE:
+        ax.plot(x, y, linestyle="none", marker=".", markersize=1.5, color=colour, alpha=0.3,
+                markeredgewidth=0, rasterized=True, zorder=1)
+    else:
+        ax.plot(x, y, linestyle="none", marker=marker, markersize=5, color=colour, alpha=0.45,
+                markeredgewidth=0, zorder=2)
+
+
+def _draw_binned_colours(ax, x: np.ndarray, y: np.ndarray, colour_values: np.ndarray, *,
+                         cmap: str, norm: Normalize, levels: int = 32) -> None:
+    """Many points coloured by a value: one marker line per colour level (a collection with
+    one colour per point takes seconds to render at 100,000 points; this takes a fraction)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap]
+    scaled = np.clip(norm(colour_values), 0.0, 1.0)
+    level = np.minimum((np.nan_to_num(scaled, nan=0.0) * levels).astype(int), levels - 1)
+    level[~np.isfinite(colour_values)] = -1  # rows excluded for a missing value: not drawn
+    for index in range(levels):
+        chosen = level == index
+        if chosen.any():
+            ax.plot(x[chosen], y[chosen], linestyle="none", marker=".", markersize=1.5,
+                    markeredgewidth=0, alpha=0.4, color=colours((index + 0.5) / levels),
+                    rasterized=True, zorder=1)
+
+
+def _label_points(ax, values: np.ndarray, front: np.ndarray, labels: Sequence[str], *,
+                  colour: str) -> None:
+    if not len(labels):
+        return
+    rows = np.flatnonzero(front)
+    rows = rows[np.argsort(values[rows, 0], kind="stable")]
+    if len(rows) > MAX_LABELS:
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, MAX_LABELS).round().astype(int))]
+    for row in rows:
+        text = labels[row]
+        if text:
+            ax.annotate(text, (values[row, 0], values[row, 1]), xytext=(4, 4),
+                        textcoords="offset points", fontsize=7, color=colour, zorder=5)
+
+
+def _legend_text(item: FrontSeries, *, n_front: int) -> str:
+    text = f"{item.name}: {len(item.values):,} rows, {n_front:,} on the front"
+    return f"{text}; {item.note}" if item.note else text
+
+
+def _worst_corner(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    finite = values[np.isfinite(values).all(axis=1)]
+    if finite.size == 0:
+        return np.zeros(2)
+    return np.array([finite[:, d].min() if directions[d] == "max" else finite[:, d].max()
+                     for d in range(2)])
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"

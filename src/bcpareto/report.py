@@ -1,0 +1,432 @@
+"""`bcpareto plot`: metrics CSVs -> front, hypervolume, figure and front CSV.
+
+Reads the seed's logs as they are and ours. Everything is validated before anything is
+written; the three outputs are written to temporary files in the output folder and renamed
+into place only once all three exist, so a failure leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from . import pareto, plotting
+from .errors import BcParetoError, ColumnError, ConfigError
+
+# Column names kept from the seed's metrics_log.csv for compatibility (not snake_case units).
+SIZE_COLUMN = "model_size(MB)"
+SEED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", SIZE_COLUMN)
+HELD_OUT_ACCURACY = ("test_accuracy", "val_accuracy")  # most held-out first
+ID_COLUMN = "grid_id"
+OUTPUT_NAMES = ("pareto_front.png", "pareto_front.svg", "pareto_front.csv")
+PNG_DPI = 150
+MAX_PRINTED = 100  # front rows printed; pareto_front.csv has them all
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: a CSV column and whether to minimise or maximise it."""
+
+    column: str
+    direction: str  # "min" or "max"
+
+    def __str__(self) -> str:
+        return f"{self.column}:{self.direction}"
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """One input CSV: its table, objective values and its own front."""
+
+    path: Path
+    name: str
+    table: pd.DataFrame
+    values: np.ndarray  # (n, k), objective values in their own units
+    front: np.ndarray  # (n,) bool: non-dominated within this CSV
+    n_excluded: int  # rows with a missing (NaN) objective value
+    hypervolume: float
+
+
+@dataclass(frozen=True)
+class PlotReport:
+    """What `bcpareto plot` computed and wrote."""
+
+    objectives: tuple[Objective, ...]
+    ref: np.ndarray  # reference point in the objectives' own units
+    ref_is_default: bool
+    sources: tuple[SourceResult, ...]
+    overall_front: np.ndarray | None  # per row of the pooled sources; None for one CSV
+    overall_hypervolume: float | None
+    front_table: pd.DataFrame  # the rows written to pareto_front.csv
+    outputs: tuple[Path, ...]
+
+
+def plot_report(
+    csv_paths: Sequence[Path | str],
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    z: str | None = None,
+    ref: Sequence[float] | None = None,
+    out_dir: Path | str = "pareto_outputs",
+) -> PlotReport:
+    """Load metrics CSVs, find the Pareto front(s), write PNG, SVG and front CSV to ``out_dir``.
+
+    ``x``/``y``/``z`` are ``COLUMN[:min|max]``; without a direction, columns whose name
+    contains "accuracy" are maximised and all others minimised. Defaults: ``x`` minimises
+    ``model_size(MB)``, ``y`` maximises ``test_accuracy`` if every CSV has it, else
+    ``val_accuracy``; ``z`` is off. ``ref`` is the hypervolume reference point in the
+    objectives' own units (default: :func:`bcpareto.pareto.default_reference` over all rows of
+    all CSVs, so hypervolumes of several CSVs are comparable).
+    """
+    paths = [Path(p) for p in csv_paths]
+    if not paths:
+        raise ConfigError("no metrics CSV given")
+    tables = [_read_metrics(path) for path in paths]
+    objectives = _resolve_objectives(paths, tables, x=x, y=y, z=z)
+    columns = [o.column for o in objectives]
+    directions = [o.direction for o in objectives]
+    values = [_objective_values(path, table, columns) for path, table in zip(paths, tables)]
+    costs = [pareto.to_costs(v, directions=directions) for v in values]
+    pooled = np.concatenate(costs)
+    sign = np.array([-1.0 if d == "max" else 1.0 for d in directions])
+    if ref is None:
+        ref_cost = pareto.default_reference(pooled)
+    else:
+        ref_cost = _checked_reference(ref, objectives) * sign
+
+    names = _source_names(paths)
+    sources = tuple(
+        SourceResult(
+            path=path,
+            name=name,
+            table=table,
+            values=v,
+            front=pareto.nondominated_mask(c),
+            n_excluded=int((~pareto.valid_mask(c)).sum()),
+            hypervolume=pareto.hypervolume(c, ref=ref_cost),
+        )
+        for path, name, table, v, c in zip(paths, names, tables, values, costs)
+    )
+    overall_front = overall_hv = None
+    if len(sources) > 1:
+        overall_front = pareto.nondominated_mask(pooled)
+        overall_hv = pareto.hypervolume(pooled, ref=ref_cost)
+    front_table = _front_table(sources, objectives, overall_front)
+    figure = plotting.front_figure(
+        [_series(s, with_hypervolume=len(objectives) == 2) for s in sources],
+        columns=columns,
+        directions=directions,
+        ref=ref_cost * sign,
+        title=_title(objectives, tables),
+        footnote=_footnote(sources),
+    )
+    outputs = _write_outputs(Path(out_dir), figure=figure, front_table=front_table)
+    return PlotReport(
+        objectives=tuple(objectives),
+        ref=ref_cost * sign,
+        ref_is_default=ref is None,
+        sources=sources,
+        overall_front=overall_front,
+        overall_hypervolume=overall_hv,
+        front_table=front_table,
+        outputs=outputs,
+    )
+
+
+def format_report(report: PlotReport) -> str:
+    """The front as a table, then the hypervolume(s) with the reference point used."""
+    columns = [o.column for o in report.objectives]
+    shown = ["source", "row"] + ([ID_COLUMN] if ID_COLUMN in report.front_table else [])
+    shown += columns + (["overall_front"] if "overall_front" in report.front_table else [])
+    names = {str(source.path): source.name for source in report.sources}
+    front = report.front_table.assign(source=report.front_table["source"].map(names))
+    table = front[shown].head(MAX_PRINTED).to_string(
+        index=False, float_format=lambda v: f"{v:.6g}"
+    )
+    if len(front) > MAX_PRINTED:
+        table += f"\n... {len(front) - MAX_PRINTED:,} more rows in pareto_front.csv"
+    goal = ", ".join(
+        f"{'minimise' if o.direction == 'min' else 'maximise'} {o.column}"
+        for o in report.objectives
+    )
+    ref = ", ".join(f"{c}={v:.6g}" for c, v in zip(columns, report.ref))
+    how = "default: worst value + 10% of range, over all rows" if report.ref_is_default else "--ref"
+    lines = [f"Pareto front ({goal}):", table, "", f"Reference point ({how}): {ref}"]
+    for source in report.sources:
+        skipped = f" ({source.n_excluded} rows skipped: NaN objective)" if source.n_excluded else ""
+        lines.append(
+            f"Hypervolume {source.name}: {source.hypervolume:.6g}"
+            f"  [{int(source.front.sum())} of {len(source.values)} rows on the front{skipped}]"
+        )
+    if report.overall_hypervolume is not None:
+        lines.append(f"Hypervolume all CSVs together: {report.overall_hypervolume:.6g}")
+    lines.append("Wrote " + ", ".join(str(p) for p in report.outputs))
+    return "\n".join(lines)
+
+
+# --- loading and validation -----------------------------------------------------------------
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ColumnError(f"{path}: no such file (expected a metrics CSV such as metrics_log.csv)")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ColumnError(
+            f"{path} is empty: no header row, so no columns (expected e.g. "
+            f"{', '.join(SEED_COLUMNS)})"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ColumnError(f"{path} is not a readable CSV: {error}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def _resolve_objectives(
+    paths: Sequence[Path], tables: Sequence[pd.DataFrame], *, x: str | None, y: str | None,
+    z: str | None,
+) -> list[Objective]:
+    objectives = [
+        _parse_objective(x or f"{SIZE_COLUMN}:min", paths, tables, option="--x"),
+        _parse_objective(y, paths, tables, option="--y") if y else _held_out(paths, tables),
+    ]
+    if z:
+        objectives.append(_parse_objective(z, paths, tables, option="--z"))
+    seen: dict[str, str] = {}
+    for option, objective in zip(("--x", "--y", "--z"), objectives):
+        if objective.column in seen:
+            raise ConfigError(
+                f"{seen[objective.column]} and {option} both use column "
+                f"'{objective.column}' (--x defaults to {SIZE_COLUMN}, --y to "
+                f"{' or '.join(HELD_OUT_ACCURACY)}); pick different columns. "
+                f"Columns available: {_column_list(tables[0])}"
+            )
+        seen[objective.column] = option
+    return objectives
+
+
+def _parse_objective(
+    spec: str, paths: Sequence[Path], tables: Sequence[pd.DataFrame], *, option: str
+) -> Objective:
+    """``COLUMN[:min|max]``; a column name that itself contains ':' also works."""
+    column, direction = spec.strip(), None
+    if ":" in column and not all(column in t.columns for t in tables):
+        column, direction = (part.strip() for part in column.rsplit(":", 1))
+    for path, table in zip(paths, tables):
+        if column not in table.columns:
+            raise ColumnError(
+                f"{option} {spec!r}: {path} has no column '{column}'. "
+                f"Columns available: {_column_list(table)}"
+            )
+    if direction is None:
+        direction = "max" if "accuracy" in column.lower() else "min"
+    if direction.lower() not in pareto.DIRECTIONS:
+        raise ConfigError(
+            f"{option} {spec!r}: unknown direction '{direction}' for column '{column}'; "
+            f"use {column}:min or {column}:max. Columns available: {_column_list(tables[0])}"
+        )
+    return Objective(column=column, direction=direction.lower())
+
+
+def _held_out(paths: Sequence[Path], tables: Sequence[pd.DataFrame]) -> Objective:
+    for column in HELD_OUT_ACCURACY:
+        if all(column in t.columns for t in tables):
+            return Objective(column=column, direction="max")
+    # Name a CSV that lacks the last candidate (or the first CSV) and list its columns.
+    path, table = next(
+        ((p, t) for p, t in zip(paths, tables) if HELD_OUT_ACCURACY[-1] not in t.columns),
+        (paths[0], tables[0]),
+    )
+    raise ColumnError(
+        f"no held-out accuracy column ({' or '.join(HELD_OUT_ACCURACY)}) common to every CSV; "
+        f"{path} lacks {HELD_OUT_ACCURACY[-1]}; choose one with --y COLUMN:max. "
+        f"Columns available in {path}: {_column_list(table)}"
+    )
+
+
+def _objective_values(path: Path, table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The objective columns as floats; blank cells become NaN, any other text is an error."""
+    result = np.empty((len(table), len(columns)))
+    for index, column in enumerate(columns):
+        raw = table[column]
+        numbers = pd.to_numeric(raw, errors="coerce")
+        text = raw.notna() & numbers.isna()
+        if text.any():
+            row = int(np.flatnonzero(text.to_numpy())[0])
+            raise ColumnError(
+                f"{path}: column '{column}' is not numeric (line {row + 2} holds "
+                f"{str(raw.iloc[row])!r}). Columns available: "
+                f"{_column_list(table, numeric_only=True)}"
+            )
+        values = numbers.to_numpy(dtype=float, na_value=np.nan)
+        if not np.isfinite(values).any():
+            raise ColumnError(
+                f"{path}: column '{column}' has no numeric values "
+                f"({len(values)} rows, all empty/NaN). Columns available: "
+                f"{_column_list(table, numeric_only=True)}"
+            )
+        result[:, index] = values
+    return result
+
+
+def _checked_reference(ref: Sequence[float], objectives: Sequence[Objective]) -> np.ndarray:
+    array = np.asarray(list(ref), dtype=float)
+    names = ", ".join(o.column for o in objectives)
+    if array.shape != (len(objectives),) or not np.isfinite(array).all():
+        raise ConfigError(
+            f"--ref needs {len(objectives)} finite numbers, one per objective ({names}); "
+            f"got {list(ref)}"
+        )
+    return array
+
+
+def _column_list(table: pd.DataFrame, *, numeric_only: bool = False) -> str:
+    """Comma-separated column names; with ``numeric_only``, all columns then the numeric ones."""
+    columns = [str(c) for c in table.columns]
+    listed = ", ".join(columns) if columns else "(none)"
+    if not numeric_only:
+        return listed
+    numeric = [
+        str(c) for c in table.columns
+        if table[c].notna().any()
+        and pd.to_numeric(table[c], errors="coerce").notna().sum() == table[c].notna().sum()
+    ]
+    return f"{listed} (numeric: {', '.join(numeric) if numeric else 'none'})"
+
+
+# --- presentation ---------------------------------------------------------------------------
+
+
+def _source_names(paths: Sequence[Path]) -> list[str]:
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    """Front-point labels: grid_id where the CSV has it, else the row index.
+
+    In the seed logs row i is grid point i, so the row index is the grid-point id there.
+    """
+    if ID_COLUMN in table.columns:
+        ids = pd.to_numeric(table[ID_COLUMN], errors="coerce")
+        ids = ids.to_numpy(dtype=float, na_value=np.nan)
+        return [str(int(v)) if np.isfinite(v) else "" for v in ids]
+    return [str(i) for i in range(len(table))]
+
+
+def _series(source: SourceResult, *, with_hypervolume: bool) -> plotting.FrontSeries:
+    notes = [f"HV {source.hypervolume:.4g}"] if with_hypervolume else []
+    if source.n_excluded:
+        notes.append(f"{source.n_excluded} rows skipped (NaN)")
+    notes.append("labels: grid_id" if ID_COLUMN in source.table.columns else "labels: row index")
+    return plotting.FrontSeries(
+        name=source.name,
+        values=source.values,
+        front=source.front,
+        labels=_labels(source.table),
+        note=", ".join(notes),
+    )
+
+
+def _split(column: str, tables: Sequence[pd.DataFrame]) -> str:
+    """Which images a metric was computed on, in plain words ("" when unknown)."""
+    lowered = column.lower()
+    if "test" in lowered:
+        return "TEST folder"
+    if lowered.startswith("train"):
+        return "training images"
+    if lowered.startswith("val"):
+        seed = [set(t.columns) <= set(SEED_COLUMNS) for t in tables]
+        if all(seed):
+            return "TEST folder in the seed logs"
+        if not any(seed):
+            return "validation split"
+        return "TEST folder in seed logs, validation split in new logs"
+    return ""
+
+
+def _title(objectives: Sequence[Objective], tables: Sequence[pd.DataFrame]) -> str:
+    def describe(objective: Objective) -> str:
+        verb = "minimise" if objective.direction == "min" else "maximise"
+        split = _split(objective.column, tables)
+        name = objective.column
+        if name in HELD_OUT_ACCURACY:
+            name = f"held-out accuracy ({objective.column}, {split})"
+        elif split:
+            name = f"{objective.column} ({split})"
+        return f"{verb} {name}"
+
+    first = f"Pareto front: {describe(objectives[1])} vs {describe(objectives[0])}"
+    if len(objectives) == 3:
+        return f"{first}\nand {describe(objectives[2])} (colour)"
+    return first
+
+
+def _footnote(sources: Sequence[SourceResult]) -> str:
+    if all(ID_COLUMN in s.table.columns for s in sources):
+        return "Labels: grid_id of each front point."
+    return (
+        "Labels: grid_id where the CSV has one, else the 0-based row index "
+        "(in the seed logs row i is grid point i)."
+    )
+
+
+def _front_table(
+    sources: Sequence[SourceResult], objectives: Sequence[Objective],
+    overall_front: np.ndarray | None,
+) -> pd.DataFrame:
+    """Front rows of every source, all their columns, plus `source` and `row` first."""
+    parts = []
+    offset = 0
+    for source in sources:
+        rows = np.flatnonzero(source.front)
+        part = source.table.iloc[rows].copy()
+        part.insert(0, "row", rows)
+        part.insert(0, "source", str(source.path))
+        if overall_front is not None:
+            part["overall_front"] = overall_front[offset + rows]
+        parts.append(part)
+        offset += len(source.table)
+    table = pd.concat(parts, ignore_index=True)
+    first = objectives[0]
+    return table.sort_values(
+        ["source", first.column, "row"], ascending=[True, first.direction == "min", True],
+        kind="stable",
+    ).reset_index(drop=True)
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _write_outputs(out_dir: Path, *, figure, front_table: pd.DataFrame) -> tuple[Path, ...]:
+    """Write all outputs to temporary files, then rename them into place."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir}: cannot create the output folder ({error})") from None
+    finals = tuple(out_dir / name for name in OUTPUT_NAMES)
+    token = uuid.uuid4().hex[:12]  # unique temporary names; files get the usual permissions
+    temps = [out_dir / f".{final.name}.{token}.tmp" for final in finals]
+    try:
+        figure.savefig(temps[0], format="png", dpi=PNG_DPI)
+        figure.set_layout_engine("none")  # keep the layout just computed: no second pass
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays searchable text
+            figure.savefig(temps[1], format="svg", metadata={"Date": None})
+        front_table.to_csv(temps[2], index=False)
+        for temp, final in zip(temps, finals):
+            os.replace(temp, final)
+    except OSError as error:
+        raise BcParetoError(f"could not write the outputs in {out_dir}: {error}") from None
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    return finals
