@@ -27,6 +27,7 @@ class TrainConfig:
     color_mode: str = "rgb"  # "rgb" | "grayscale"
     padding: str = "same"  # "same" | "valid" (the earlier version used "valid")
     rescale: bool = True  # divide pixels by 255 inside the model
+    bn_momentum: float = 0.99  # Keras default; lower settles the BatchNorm statistics in short runs
     conv_dropout: float = 0.3
     dense_dropout: float = 0.5
     batch_size: int = 32

@@ -90,12 +90,12 @@ def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
         x = layers.Conv2D(f, k, activation="relu", padding=config.padding)(x)
         x = layers.MaxPooling2D(2)(x)
         if block > 0:
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=config.bn_momentum)(x)
             x = layers.Dropout(config.conv_dropout)(x)
     x = layers.GlobalAveragePooling2D()(x)
     for n in point.neurons:
         x = layers.Dense(n, activation="relu")(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=config.bn_momentum)(x)
         x = layers.Dropout(config.dense_dropout)(x)
     outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"grid_{point.grid_id}")
