@@ -112,3 +112,45 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path, tiny_grid: Pat
     assert "skipped 1 unreadable file(s)" in output and victim.name in output
     code, output = _search(tmp_path / "strict", tiny_grid, "--on-bad-image", "fail", data=data)
     assert code == 1 and victim.name in output
+
+
+def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, tiny_grid: Path) -> None:
+    """Export after a real search, load the file with LiteRT, score the same TEST images."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bcpareto.config import load_config
+    from bcpareto.data import load_data
+
+    assert _search(tmp_path, tiny_grid, edge=True)[0] == 0
+    row = _rows(tmp_path)[1]
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export", "1", "--format", "tflite-int8", "--out", str(out),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["class_names"] == list(CLASSES)
+    assert card["metrics"]["test_split"] == row["test_split"]
+    assert card["training_config"]["image_size"] == 32
+
+    config = load_config("default", image_size=32, epochs=1, limit_per_class=4)
+    test = load_data(BLOOD_CELLS, image_size=32, color_mode="rgb", limit_per_class=4, seed=config.seed).test
+    interpreter = Interpreter(model_path=str(next(out.glob("*.tflite"))))
+    interpreter.allocate_tensors()
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    predicted = []
+    for image in test.images:
+        interpreter.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
+        interpreter.invoke()
+        predicted.append(int(np.argmax(interpreter.get_tensor(outp["index"])[0])))
+    accuracy = float(np.mean(np.array(predicted) == test.labels))
+    assert accuracy == pytest.approx(float(row["int8_test_accuracy"]))
+
+
+def test_export_of_an_unknown_grid_point_lists_the_finished_ones(tmp_path: Path, tiny_grid: Path) -> None:
+    assert _search(tmp_path, tiny_grid)[0] == 0
+    result = CliRunner().invoke(cli, ["export", "7", "--out", str(tmp_path / "x"), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "grid point 7" in result.output and "finished grid points: 0, 1" in result.output
+    result = CliRunner().invoke(cli, ["export", "0", "--out", str(tmp_path / "x"), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no int8 model" in result.output and "--edge" in result.output

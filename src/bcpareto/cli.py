@@ -300,6 +300,32 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
     click.echo(format_report(report))
 
 
+@cli.command("export")
+@click.argument("grid_id", metavar="GRID_ID", type=click.IntRange(min=0))
+@click.option("--format", "fmt", type=click.Choice(["keras", "tflite-fp32", "tflite-fp16", "tflite-int8"]),
+              default="tflite-int8", show_default=True, help="What to write.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the model file and model_card.json.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The search's run directory.")
+@click.option("--study", "study_name", metavar="NAME", help="Study, when several trained this grid point.")
+def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None) -> None:
+    """Write the trained model of grid point GRID_ID for deployment, with a JSON model card.
+
+    The card holds the class names in output order, input size and preprocessing, metrics and
+    the split each comes from, file sizes, latency and how it was measured, and the training
+    configuration.
+    """
+    _quiet_tensorflow()
+    from .export import export_trial
+    from .search import find_trial
+
+    with _errors():
+        paths = export_trial(find_trial(run_dir, grid_id, study=study_name), fmt=fmt, out_dir=out_dir)
+    for path in paths:
+        click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
+
+
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

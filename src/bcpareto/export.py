@@ -586,3 +586,42 @@ def _check_images(images: np.ndarray, *, input_shape: tuple[int, ...], what: str
             f"{what} look already rescaled (all values in [{low:g}, {high:g}]); pass raw pixels in "
             "[0, 255]: the model rescales them itself"
         )
+
+
+def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Export a finished search trial (search.TrialArtefacts) with its model card.
+
+    The int8 file is the very one the search measured, so the card's int8 accuracy and latency
+    describe exactly the bytes written. fp32/fp16 are converted from the saved Keras model.
+    """
+    import keras
+
+    _check_choice(fmt, FORMATS, what="format")
+    record = trial.record
+    row = record["row"]
+    if fmt == "tflite-int8" and trial.int8_model is None:
+        raise ExportError(
+            f"study {trial.study!r} has no int8 model for grid point {row['grid_id']} "
+            "(it ran with edge metrics off); search again with --edge"
+        )
+    model = keras.saving.load_model(trial.keras_model, compile=False)
+    card = {
+        "class_names": list(record["classes"]),
+        "study": trial.study,
+        "grid_point": {k: row[k] for k in ("grid_id", "dense_layers", "neurons", "filters", "kernel_sizes")},
+        "metrics": {
+            "val_accuracy": row["val_accuracy"], "validation_split": row["val_split"],
+            "test_accuracy": row["test_accuracy"],
+            "test_balanced_accuracy": row["test_balanced_accuracy"],
+            "test_split": row["test_split"], "n_test": row["n_test"],
+            "test_confusion_matrix": record["confusion"],
+            "n_params": row["n_params"], "macs_per_image": row["macs"],
+        },
+        "edge": {
+            **{k: v for k, v in row.items() if k.startswith(("tflite_", "int8_", "latency", "fp32_lat"))},
+            "how_measured": record.get("edge_protocol"),
+        },
+        "training_config": record["config"],
+    }
+    tflite = trial.int8_model.read_bytes() if fmt == "tflite-int8" else None
+    return export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite)

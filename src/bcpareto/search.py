@@ -447,3 +447,40 @@ class Progress:
                 f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
                 f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
             )
+
+
+@dataclass(frozen=True)
+class TrialArtefacts:
+    """What a finished trial left in the run directory (runs/<study>/grid_<id>.*)."""
+
+    study: str
+    keras_model: Path
+    int8_model: Path | None
+    record: dict[str, Any]  # row, confusion, classes, edge_protocol, config
+
+
+def find_trial(run_dir: Path, grid_id: int, *, study: str | None = None) -> TrialArtefacts:
+    """The artefacts of grid point `grid_id`; `study` is needed only when several studies have it."""
+    runs = run_dir / "runs"
+    folders = [runs / study] if study else sorted(p for p in runs.glob("*") if p.is_dir())
+    found = [f for f in folders if (f / f"grid_{grid_id}.json").is_file() and (f / f"grid_{grid_id}.keras").is_file()]
+    if not found:
+        known = sorted({p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}, key=int)
+        raise BcParetoError(
+            f"no finished trial for grid point {grid_id} under {runs}"
+            + (f" in study {study!r}" if study else "")
+            + (f"; finished grid points: {', '.join(known)}" if known else "; run `bcpareto search` first")
+        )
+    if len(found) > 1:
+        raise BcParetoError(
+            f"grid point {grid_id} was trained in {len(found)} studies; pick one with --study: "
+            + ", ".join(f.name for f in found)
+        )
+    folder = found[0]
+    int8 = folder / f"grid_{grid_id}_int8.tflite"
+    return TrialArtefacts(
+        study=folder.name,
+        keras_model=folder / f"grid_{grid_id}.keras",
+        int8_model=int8 if int8.is_file() else None,
+        record=json.loads((folder / f"grid_{grid_id}.json").read_text()),
+    )
