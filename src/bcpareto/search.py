@@ -115,35 +115,37 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     heartbeat, grace = heartbeat_settings()
     engine_kwargs: dict[str, Any] = {}
+    creating: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers on one file
         path = url.split("///", 1)[-1]
         if must_exist and not Path(path).is_file():
             raise BcParetoError(f"no study storage at {path}; run `bcpareto search` first, or "
                                 "pass --run-dir or --storage")
+        creating = _file_lock(Path(f"{path}.lock"))  # one process creates the tables
     problem = ""
     for _ in range(3):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRY
-                ),
-            )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-            # Workers that start together on an empty database race to create its tables; the
-            # losers see "already exists" and succeed on the next try.
-            problem = _first_line(exc)
-            time.sleep(0.5 + random.random())
+            with creating:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
         except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
             problem = f"{exc}; for PostgreSQL: pip install 'bcpareto[postgres]'"
             break
         except Exception as exc:  # SQLAlchemy/driver errors: bad URL, server down, bad password
             problem = _first_line(exc)
-            break
+            if not (isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in problem):
+                break
+            # Workers that start together on an empty database race to create its tables; the
+            # losers see "already exists" and succeed on the next try.
+            time.sleep(0.5 + random.random())
     raise BcParetoError(f"cannot open the study storage {redact(url)}: {redact(problem, url)}")
 
 
@@ -483,7 +485,11 @@ def run_search(
         retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
         if retry_of is not None:
             echo(f"  grid point {point.grid_id}: retrying trial {retry_of}, whose worker stopped")
-        progress.start(point)
+        if estimate:
+            progress.start(point)
+        else:  # one of several workers: its own count would mislead, the study's does not
+            echo(f"grid point {point.grid_id}: {point.describe()} (trial {trial.number}; "
+                 f"{len(completed_rows(study))}/{len(points)} completed in the study)")
         try:
             with _Heartbeat(storage, trial_id):
                 result = train_and_evaluate(point, config=config, data=data, model_dir=artefacts)
