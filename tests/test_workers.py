@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from bcpareto.cli import cli
-from bcpareto.search import open_study, redact
+from bcpareto.search import open_storage, open_study, redact
 from bcpareto.workers import visible_gpus, worker_env
 
 from .conftest import ROOT, copy_subset, needs_data, write_sheet
@@ -97,7 +97,7 @@ def _trials(url: str, study: str | None = None) -> list[Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_storage(url, must_exist=True)  # under the lock that creates a new file's tables
     name = study or optuna.get_all_study_names(storage)[0]
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
@@ -109,7 +109,7 @@ def _wait_for(url: str, predicate: Any, *, proc: subprocess.Popen[str], timeout:
         if Path(url.split("///", 1)[-1]).exists():
             try:
                 trials = _trials(url)
-            except (IndexError, KeyError, Exception):  # the study is being created
+            except IndexError:  # no study yet
                 trials = []
             if predicate(trials):
                 return trials

@@ -183,14 +183,14 @@ def search(
         signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}, {config.epochs} epoch(s), batch {config.batch_size}")
-        if workers > 1:
-            _search_in_workers(
-                ctx, xlsx=path, points=points, config=config, data_dir=data_dir or default_data_dir(),
-                run_dir=run_dir, storage=storage, study_name=study_name, workers=workers,
-                retry_failed=retry_failed,
-            )
-            return
         try:
+            if workers > 1:
+                _search_in_workers(
+                    ctx, xlsx=path, points=points, config=config,
+                    data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage=storage,
+                    study_name=study_name, workers=workers, retry_failed=retry_failed,
+                )
+                return
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
@@ -314,7 +314,7 @@ def _search_in_workers(
     bad = [e for e in exits if e.returncode != 0]
     for e in bad:
         click.echo(f"worker {e.index} exited with code {e.returncode}", err=True)
-    if bad or state.failed:
+    if bad:  # a worker exits 1 when a trial it ran failed, as a single search does
         sys.exit(1)
 
 

@@ -3,9 +3,11 @@
 Every grid point is enqueued once as a WAITING trial (under a lock, so concurrent workers do not
 enqueue twice). A worker claims a point by moving its trial WAITING -> RUNNING, which the storage
 does atomically, so no two workers train the same point. A running trial sends heartbeats; a
-trial whose worker died goes stale and is re-enqueued by Optuna's retry callback. The CSV is
-regenerated from the storage after every trial and replaced atomically, so it never holds a torn
-or duplicate row, and a crash loses no completed result.
+trial whose worker died goes stale and is re-enqueued by Optuna's retry callback, and a worker
+with nothing left to claim waits for the other workers' running trials rather than leaving, so
+it can take over any that go stale. The CSV is regenerated from the storage after every trial
+and replaced atomically, so it never holds a torn or duplicate row, and a crash loses no
+completed result.
 """
 
 from __future__ import annotations
@@ -508,7 +510,7 @@ def run_search(
             "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
             "edge_protocol": result.edge_protocol, "config": config.to_dict(),
         }, indent=1, default=str))
-        if not _tell_completed(study, trial, trial_id, row=result.row):
+        if not _tell_completed(study, storage, trial, trial_id, row=result.row):
             echo(f"  grid point {point.grid_id}: trial {trial.number} was taken as dead meanwhile "
                  "(heartbeats late) and queued again; this result is not counted")
             continue
@@ -531,13 +533,14 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
 
 
 def _tell_completed(
-    study: optuna.Study, trial: optuna.Trial, trial_id: int, *, row: dict[str, Any]
+    study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, trial_id: int,
+    *, row: dict[str, Any],
 ) -> bool:
     """Record the result; False if the trial was failed as stale meanwhile (its retry counts)."""
     import optuna
     from optuna.trial import TrialState
 
-    if study._storage.get_trial(trial_id).state != TrialState.RUNNING:
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return False
     try:
         trial.set_user_attr("row", row)

@@ -76,35 +76,41 @@ def run_workers(
     procs: list[tuple[int, str | None, subprocess.Popen[str]]] = []
     readers: list[threading.Thread] = []
     lock = threading.Lock()
-    for index in range(1, n_workers + 1):
-        env = worker_env(index - 1, n_workers=n_workers, gpus=gpus, storage_url=storage_url)
-        gpu = env["CUDA_VISIBLE_DEVICES"] if gpus else None
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bcpareto", "search", *search_args, "--worker-index", str(index)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", bufsize=1,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the parent only; it forwards once
-        )
-        echo(f"[worker {index}] started, pid {proc.pid}" + (f", GPU {gpu}" if gpu is not None else ""))
-        procs.append((index, gpu, proc))
-        assert proc.stdout is not None
-        reader = threading.Thread(target=_relay, args=(proc.stdout, f"[worker {index}] ", echo, lock),
-                                  daemon=True)
-        reader.start()
-        readers.append(reader)
-
     interrupted = False
+    try:
+        for index in range(1, n_workers + 1):
+            env = worker_env(index - 1, n_workers=n_workers, gpus=gpus, storage_url=storage_url)
+            gpu = env["CUDA_VISIBLE_DEVICES"] if gpus else None
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bcpareto", "search", *search_args, "--worker-index", str(index)],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, errors="replace", bufsize=1,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the parent, which forwards it once
+            )
+            procs.append((index, gpu, proc))
+            echo(f"[worker {index}] started, pid {proc.pid}" + (f", GPU {gpu}" if gpu is not None else ""))
+            assert proc.stdout is not None
+            reader = threading.Thread(
+                target=_relay, args=(proc.stdout, f"[worker {index}] ", echo, lock), daemon=True
+            )
+            reader.start()
+            readers.append(reader)
+    except KeyboardInterrupt:
+        interrupted = True
+        for _, _, proc in procs:
+            proc.send_signal(signal.SIGINT)
+
     while True:
         try:
             for _, _, proc in procs:
                 proc.wait()
             break
         except KeyboardInterrupt:
-            alive = [p for _, _, p in procs if p.poll() is None]
             sig = signal.SIGKILL if interrupted else signal.SIGINT
             interrupted = True
-            for proc in alive:
-                proc.send_signal(sig)
+            for _, _, proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(sig)
     for reader in readers:
         reader.join(timeout=5)
     return [WorkerExit(i, gpu, p.returncode) for i, gpu, p in procs], interrupted
