@@ -1,4 +1,4 @@
-"""`python -m bcpareto`: the same as the `bcpareto` command."""
+"""`python -m bcpareto`: the same CLI as the `bcpareto` script (how --workers starts its workers)."""
 
 from .cli import main
 

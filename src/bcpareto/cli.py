@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -132,28 +133,36 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Data set folder with TRAIN/ and TEST/ [default: $BCPARETO_DATA, else data/blood-cells].")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where metrics_log.csv, the study database and trained models go.")
-@click.option("--storage", metavar="URL", help="Optuna storage URL shared by workers, e.g. "
-              "postgresql://user:pass@host/db [default: sqlite file bcpareto.db in --run-dir].")
+@click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
+              help="Optuna storage URL shared by workers, e.g. postgresql://user:pass@host/db "
+              "[default: sqlite file bcpareto.db in --run-dir]. The password is never printed.")
 @click.option("--study", "study_name", metavar="NAME",
               help="Study name [default: from the sheet, preset and a hash of both, so the same "
-              "command resumes].")
+              "command resumes]. Workers with the same --storage and --study share one grid.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Worker processes on this machine, each pinned to one GPU (round robin) when "
+              "there are GPUs; on CPU they share the cores.")
+@click.option("--worker-index", type=int, hidden=True)  # set by --workers on the processes it starts
 @click.option("--edge/--no-edge", "edge_metrics", default=None,
               help="Measure TFLite fp32/fp16/int8 sizes, int8 TEST accuracy and CPU latency per "
               "model [default: the preset's edge_metrics, on in every shipped preset].")
 @click.option("--retry-failed", is_flag=True, help="Train again the points whose trial failed.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
+@click.pass_context
 def search(
-    xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
+    ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
-    storage: str | None, study_name: str | None, edge_metrics: bool | None, retry_failed: bool,
-    on_bad_image: str,
+    storage: str | None, study_name: str | None, workers: int, worker_index: int | None,
+    edge_metrics: bool | None, retry_failed: bool, on_bad_image: str,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
     Runs as an Optuna study on a storage file in --run-dir: run the same command again after an
     interruption and it trains only the points not yet completed. Uses the GPU when TensorFlow
-    sees one.
+    sees one. Any number of searches (--workers N here, more on other machines with a
+    PostgreSQL --storage) share the study's grid: each point is trained once; a point whose
+    worker dies is retried after its heartbeats stop (BCPARETO_GRACE_SECONDS, default 90).
 
     \b
     Protocol (default preset): models are selected on val_accuracy, a stratified 15% of TRAIN;
@@ -161,7 +170,7 @@ def search(
     preset keeps the earlier protocol (TEST as validation data).
     """
     from .audit import default_data_dir
-    from .search import check_feature_maps, run_search
+    from .search import check_feature_maps, default_storage_url, heartbeat_settings, redact, run_search
 
     with _errors():
         path, points, config = _load(
@@ -172,19 +181,35 @@ def search(
             check_feature_maps(points, config=config)
         except TrialFailed as exc:
             raise BadInput(f"{path}: {exc}") from None
+        heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
         _quiet_tensorflow()
+        signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}, {config.epochs} epoch(s), batch {config.batch_size}")
         try:
+            if workers > 1:
+                _search_in_workers(
+                    ctx, xlsx=path, points=points, config=config,
+                    data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage=storage,
+                    study_name=study_name, workers=workers, retry_failed=retry_failed,
+                )
+                return
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
-                retry_failed=retry_failed, on_bad_image=on_bad_image, echo=click.echo,
+                retry_failed=retry_failed, on_bad_image=on_bad_image,
+                estimate=worker_index is None, echo=click.echo,
             )
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
                        "command again to resume.", err=True)
             sys.exit(130)
+        except Exception as exc:  # the storage failing mid-search: say so without its password
+            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg"):
+                raise
+            url = storage or default_storage_url(run_dir)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(f"study storage {redact(url)}: {redact(first, url)}") from None
     click.echo(f"Done: {summary.completed}/{len(points)} grid points completed in study "
                f"'{summary.study_name}' ({summary.trained_here} trained now, "
                f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
@@ -324,6 +349,87 @@ def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_n
         paths = export_trial(find_trial(run_dir, grid_id, study=study_name), fmt=fmt, out_dir=out_dir)
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
+
+_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}
+
+
+def _search_in_workers(
+    ctx: click.Context, *, xlsx: Path, points: list[Any], config: Any, data_dir: Path,
+    run_dir: Path, storage: str | None, study_name: str | None, workers: int, retry_failed: bool,
+) -> None:
+    """`search --workers N`: check and enqueue here (no TensorFlow), then start N worker searches."""
+    import time
+
+    from .search import check_data_dir, open_study, redact, study_status, update_metrics_csv
+    from .workers import run_workers
+
+    started = time.perf_counter()
+    check_data_dir(data_dir)
+    handle = open_study(points, config=config, run_dir=run_dir, grid_name=xlsx.name,
+                        storage_url=storage, study_name=study_name, retry_failed=retry_failed)
+    click.echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
+    args = [str(xlsx)]
+    for param in ctx.command.params:  # the same options for every worker, minus the parent's own
+        value = ctx.params.get(param.name)
+        if param.name in _PARENT_ONLY or not isinstance(param, click.Option) or value is None:
+            continue
+        if param.is_flag:
+            args += [param.opts[0]] if value else param.secondary_opts[:1]
+        else:
+            args += [param.opts[0], str(value)]
+    args += ["--study", handle.name]
+    exits, interrupted = run_workers(args, n_workers=workers, storage_url=handle.url, echo=click.echo)
+    update_metrics_csv(handle.study, run_dir)
+    [state] = study_status(handle.url, study_name=handle.name)
+    click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
+               f"failed, {state.remaining} remaining in study '{handle.name}' ({workers} workers, "
+               f"{time.perf_counter() - started:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if interrupted:
+        click.echo("Interrupted: running models are marked not completed; run the same command "
+                   "again to resume.", err=True)
+        sys.exit(130)
+    if state.failed:
+        click.echo(f"{len(state.failed)} failed:\n  " + "\n  ".join(state.failed), err=True)
+    bad = [e for e in exits if e.returncode != 0]
+    for e in bad:
+        click.echo(f"worker {e.index} exited with code {e.returncode}", err=True)
+    if bad:  # a worker exits 1 when a trial it ran failed, as a single search does
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where `bcpareto search` put its bcpareto.db.")
+@click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
+              help="Optuna storage URL [default: sqlite file bcpareto.db in --run-dir].")
+@click.option("--study", "study_name", metavar="NAME", help="Only this study [default: all].")
+def status(run_dir: Path, storage: str | None, study_name: str | None) -> None:
+    """Completed, running, failed and remaining grid points of each study in the storage."""
+    from .search import default_storage_url, redact, study_status
+
+    url = storage or default_storage_url(run_dir)
+    with _errors():
+        studies = study_status(url, study_name=study_name)
+    click.echo(f"Storage: {redact(url)}")
+    if not studies:
+        click.echo("  no studies yet")
+    for s in studies:
+        click.echo(f"Study '{s.name}'" + (f" ({s.grid})" if s.grid else "") + f": {s.grid_size} grid "
+                   f"points: {s.completed} completed, {len(s.running)} running, {len(s.failed)} "
+                   f"failed, {s.waiting} waiting; {s.remaining} remaining")
+        for line in s.running:
+            click.echo(f"  running  {line}")
+        for line in s.failed:
+            click.echo(f"  failed   {line}")
+        if s.retried:
+            click.echo(f"  {s.retried} earlier attempt(s) failed and were queued again "
+                       "(worker killed or interrupted)")
+    if any(s.failed for s in studies):
+        click.echo("Failed points stay failed: `bcpareto search --retry-failed` trains them again.")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _quiet_tensorflow() -> None:

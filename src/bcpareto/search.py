@@ -3,9 +3,11 @@
 Every grid point is enqueued once as a WAITING trial (under a lock, so concurrent workers do not
 enqueue twice). A worker claims a point by moving its trial WAITING -> RUNNING, which the storage
 does atomically, so no two workers train the same point. A running trial sends heartbeats; a
-trial whose worker died goes stale and is re-enqueued by Optuna's retry callback. The CSV is
-regenerated from the storage after every trial and replaced atomically, so it never holds a torn
-or duplicate row, and a crash loses no completed result.
+trial whose worker died goes stale and is re-enqueued by Optuna's retry callback, and a worker
+with nothing left to claim waits for the other workers' running trials rather than leaving, so
+it can take over any that go stale. The CSV is regenerated from the storage after every trial
+and replaced atomically, so it never holds a torn or duplicate row, and a crash loses no
+completed result.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -24,10 +28,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+from urllib.parse import unquote, urlsplit
 
 from .audit import CLASSES
 from .config import TrainConfig
-from .errors import BcParetoError, TrialFailed
+from .errors import BcParetoError, ConfigError, DataError, TrialFailed
 from .gridspec import GridPoint
 from .model import cost
 
@@ -36,11 +41,16 @@ if TYPE_CHECKING:
 
 CSV_NAME = "metrics_log.csv"
 DB_NAME = "bcpareto.db"
+# A worker records a heartbeat every HEARTBEAT_SECONDS; a running trial without one for
+# GRACE_SECONDS is taken as dead (worker killed, machine lost), failed and queued again.
+# Environment variables BCPARETO_HEARTBEAT_SECONDS / BCPARETO_GRACE_SECONDS override both
+# (tests use 1 s / 4 s so a killed worker's trial is retried within seconds).
 HEARTBEAT_SECONDS = 20
-GRACE_SECONDS = 90  # a running trial without a heartbeat for this long is taken as dead
-MAX_RETRY = 3
+GRACE_SECONDS = 90  # long enough for a busy database or a slow epoch-end on a loaded machine
+MAX_RETRY = 3  # a point whose worker dies 4 times is left failed ("stale"): --retry-failed
 # The study's objectives, in order (also the CSV columns they come from).
 OBJECTIVES = (("val_accuracy", "maximize"), ("model_size(MB)", "minimize"))
+STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost)"
 
 
 def default_storage_url(run_dir: Path) -> str:
@@ -48,9 +58,26 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / DB_NAME).resolve()}"
 
 
-def redact(url: str) -> str:
-    """The storage URL with any password replaced by ***, for logs and messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` (a URL or a message) with storage passwords replaced by ***.
+
+    Masks the password of every ``scheme://user:password@`` in the text; with ``url``, also that
+    URL's password wherever else it appears, as written or percent-decoded (a driver's message
+    may quote it in its own words).
+    """
+    masked = re.sub(r"(://[^:/@\s]*:)[^\s/]*@", r"\1***@", text)
+    password = _password(url) if url else None
+    for secret in {password, unquote(password)} if password else ():
+        if len(secret) >= 4:  # masking a 1-3 character password would mangle every message
+            masked = masked.replace(secret, "***")
+    return masked
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def default_study_name(grid_name: str, points: list[GridPoint], config: TrainConfig) -> str:
@@ -59,27 +86,73 @@ def default_study_name(grid_name: str, points: list[GridPoint], config: TrainCon
     return f"{Path(grid_name).stem}-{config.name}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, from the environment or the defaults."""
+    values = {}
+    for name, default in (("HEARTBEAT", HEARTBEAT_SECONDS), ("GRACE", GRACE_SECONDS)):
+        var = f"BCPARETO_{name}_SECONDS"
+        raw = os.environ.get(var, "").strip()
+        try:
+            values[name] = int(raw) if raw else default
+        except ValueError:
+            values[name] = 0
+        if values[name] < 1:
+            raise ConfigError(f"{var}={raw!r}: expected a positive whole number of seconds")
+    if values["GRACE"] <= values["HEARTBEAT"]:
+        raise ConfigError(
+            f"BCPARETO_GRACE_SECONDS ({values['GRACE']}) must exceed BCPARETO_HEARTBEAT_SECONDS "
+            f"({values['HEARTBEAT']}), or live trials would be taken as dead"
+        )
+    return values["HEARTBEAT"], values["GRACE"]
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """The shared study storage, with heartbeats and retry of stale trials switched on.
+
+    ``must_exist``: refuse to create an SQLite file that is not there (``bcpareto status``).
+    """
     import optuna
+    import sqlalchemy.exc
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    heartbeat, grace = heartbeat_settings()
     engine_kwargs: dict[str, Any] = {}
+    creating: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers on one file
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY
-            ),
-        )
-    except Exception as exc:  # SQLAlchemy/driver errors: bad URL, server down, no driver
-        raise BcParetoError(
-            f"cannot open the study storage {redact(url)}: {redact(str(exc)).splitlines()[0]}"
-        ) from None
+        path = url.split("///", 1)[-1]
+        if must_exist and not Path(path).is_file():
+            raise BcParetoError(f"no study storage at {path}; run `bcpareto search` first, or "
+                                "pass --run-dir or --storage")
+        creating = _file_lock(Path(f"{path}.lock"))  # one process creates the tables
+    problem = ""
+    for _ in range(3):
+        try:
+            with creating:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
+        except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
+            problem = f"{exc}; for PostgreSQL: pip install 'bcpareto[postgres]'"
+            break
+        except Exception as exc:  # SQLAlchemy/driver errors: bad URL, server down, bad password
+            problem = _first_line(exc)
+            if not (isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in problem):
+                break
+            # Workers that start together on an empty database race to create its tables; the
+            # losers see "already exists" and succeed on the next try.
+            time.sleep(0.5 + random.random())
+    raise BcParetoError(f"cannot open the study storage {redact(url)}: {redact(problem, url)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @contextlib.contextmanager
@@ -155,13 +228,18 @@ def sync_grid(
 def claim_next(
     study: optuna.Study, storage: optuna.storages.RDBStorage
 ) -> tuple[optuna.Trial, int] | None:
-    """Take the lowest-numbered WAITING trial; the storage makes WAITING -> RUNNING atomic."""
+    """Take the lowest-numbered WAITING trial; the storage makes WAITING -> RUNNING atomic.
+
+    The heartbeat is recorded before the state changes, so a worker killed at any instant leaves
+    no RUNNING trial without a heartbeat (Optuna never takes such a trial as stale).
+    """
     import optuna
     from optuna.trial import TrialState
 
     study_id = storage.get_study_id_from_name(study.study_name)
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+        storage.record_heartbeat(trial_id)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 return optuna.Trial(study, trial_id), trial_id
@@ -171,17 +249,18 @@ def claim_next(
 
 
 class _Heartbeat:
-    """Records a heartbeat for the running trial every HEARTBEAT_SECONDS, in a daemon thread."""
+    """Records a heartbeat for the running trial at the storage's interval, in a daemon thread."""
 
     def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(storage, trial_id), daemon=True)
 
     def _beat(self, storage: optuna.storages.RDBStorage, trial_id: int) -> None:
+        interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
         while True:
             with contextlib.suppress(Exception):
                 storage.record_heartbeat(trial_id)
-            if self._stop.wait(HEARTBEAT_SECONDS):
+            if self._stop.wait(interval):
                 return
 
     def __enter__(self) -> _Heartbeat:
@@ -214,6 +293,8 @@ def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]
             reader = csv.DictReader(handle)
             columns = list(reader.fieldnames or [])
             kept = [r for r in reader if r.get("study") != study_name]
+    elif not rows:
+        return  # nothing to log yet: no header-only file
     for row in rows:
         columns += [c for c in row if c not in columns]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -228,6 +309,18 @@ def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]
             os.unlink(tmp)
 
 
+def update_metrics_csv(study: optuna.Study, run_dir: Path) -> None:
+    """Regenerate this study's rows of run_dir/metrics_log.csv from the storage (file-locked)."""
+    with _file_lock(run_dir / f".{CSV_NAME}.lock"):
+        write_metrics_csv(run_dir / CSV_NAME, study_name=study.study_name, rows=completed_rows(study))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 @dataclass
 class SearchSummary:
     study_name: str
@@ -236,6 +329,70 @@ class SearchSummary:
     failed: list[str] = field(default_factory=list)
     trained_here: int = 0
     wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudyHandle:
+    """An opened study and its storage; ``url`` may hold a password: print ``redact(url)``."""
+
+    study: optuna.Study
+    storage: optuna.storages.RDBStorage
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+
+def open_study(
+    points: list[GridPoint],
+    *,
+    config: TrainConfig,
+    run_dir: Path,
+    grid_name: str,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    retry_failed: bool = False,
+) -> StudyHandle:
+    """Create or load the study, fail stale trials and enqueue the points left to train (locked).
+
+    Every worker calls this; it is idempotent, so any number of them can start at once. A named
+    study that holds another grid or other training settings is refused rather than mixed.
+    """
+    import optuna
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = storage_url or default_storage_url(run_dir)
+    name = study_name or default_study_name(grid_name, points, config)
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    grid_hash = hashlib.sha1(json.dumps([p.params() for p in points]).encode()).hexdigest()[:8]
+    with _storage_lock(storage, url, name):
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=[d for _, d in OBJECTIVES],
+            load_if_exists=True,
+        )
+        theirs = study.user_attrs
+        if (theirs.get("grid_hash", grid_hash), theirs.get("config_hash", config.fingerprint())) != (
+            grid_hash, config.fingerprint()
+        ):
+            raise BcParetoError(
+                f"study {name!r} on {redact(url)} was started with another grid "
+                f"({theirs.get('grid', '?')}, {theirs.get('grid_size', '?')} points) or other "
+                "training settings; every worker of a study needs the same sheet and preset "
+                "(or pass another --study)"
+            )
+        study.set_metric_names([c for c, _ in OBJECTIVES])
+        study.set_user_attr("config", config.to_dict())
+        study.set_user_attr("grid", Path(grid_name).name)
+        study.set_user_attr("grid_size", len(points))
+        study.set_user_attr("grid_hash", grid_hash)
+        study.set_user_attr("config_hash", config.fingerprint())
+        optuna.storages.fail_stale_trials(study)
+        sync_grid(study, points, retry_failed=retry_failed)
+    return StudyHandle(study=study, storage=storage, url=url)
 
 
 def run_search(
@@ -249,9 +406,16 @@ def run_search(
     study_name: str | None = None,
     retry_failed: bool = False,
     on_bad_image: str = "skip",
+    estimate: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SearchSummary:
-    """Train every grid point not yet completed in the study; keep metrics_log.csv in step."""
+    """Train grid points of the study until none is waiting or running; keep metrics_log.csv in step.
+
+    A worker that finds nothing to claim while other workers' trials run does not leave: it
+    polls (every heartbeat interval) until those finish, or go stale and come back to the queue,
+    so a point whose worker was killed is still trained in this run. ``estimate``: measure and
+    print the time estimate (off for the workers of ``--workers N``).
+    """
     import optuna
 
     from .data import load_data
@@ -259,6 +423,11 @@ def run_search(
 
     started = time.perf_counter()
     check_feature_maps(points, config=config)
+    handle = open_study(  # before decoding images, so a bad storage URL fails fast
+        points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
+        study_name=study_name, retry_failed=retry_failed,
+    )
+    study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     data = load_data(
         data_dir,
@@ -276,77 +445,107 @@ def run_search(
     if data.skipped:
         echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    url = storage_url or default_storage_url(run_dir)
-    name = study_name or default_study_name(grid_name, points, config)
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with _storage_lock(storage, url, name):
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            directions=[d for _, d in OBJECTIVES],
-            load_if_exists=True,
-        )
-        study.set_metric_names([c for c, _ in OBJECTIVES])
-        study.set_user_attr("config", config.to_dict())
-        optuna.storages.fail_stale_trials(study)
-        sync_grid(study, points, retry_failed=retry_failed)
     summary = SearchSummary(study_name=name, storage=redact(url))
     echo(f"Study {name!r} on {redact(url)}")
 
     by_id = {p.grid_id: p for p in points}
     todo = _remaining(study, points)
-    echo(f"  {len(points) - len(todo)} of {len(points)} grid points already done, {len(todo)} to train")
+    running = _running(study)
+    echo(f"  {len(completed_rows(study))} of {len(points)} grid points completed, {len(todo)} to train"
+         + (f", {len(running)} running in other workers" if running else ""))
     progress = Progress(
         [by_id[g] for g in todo], config=config, n_train=len(data.train),
         n_eval=len(data.val) + len(data.test), echo=echo,
     )
-    if todo:
+    if todo and estimate:
         progress.announce(calibrate(points=[by_id[g] for g in todo], config=config))
 
     artefacts = run_dir / "runs" / name
-    csv_path = run_dir / CSV_NAME
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    waiting_for: list[int] = []
     while True:
         with _storage_lock(storage, url, name):
             optuna.storages.fail_stale_trials(study)
             claimed = claim_next(study, storage)
         if claimed is None:
-            break
+            running = _running(study)
+            if not running:
+                break
+            if running != waiting_for:
+                echo(f"  nothing left to claim; waiting for grid point(s) "
+                     f"{', '.join(map(str, running))} running elsewhere (taken over if their "
+                     "worker stops sending heartbeats)")
+                waiting_for = running
+            time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
+            continue
+        waiting_for = []
         trial, trial_id = claimed
+        trial.set_user_attr("worker", worker)
         point = by_id[int(trial.suggest_categorical("grid_id", [p.grid_id for p in points]))]
-        progress.start(point)
+        retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
+        if retry_of is not None:
+            echo(f"  grid point {point.grid_id}: retrying trial {retry_of}, whose worker stopped")
+        if estimate:
+            progress.start(point)
+        else:  # one of several workers: its own count would mislead, the study's does not
+            echo(f"grid point {point.grid_id}: {point.describe()} (trial {trial.number}; "
+                 f"{len(completed_rows(study))}/{len(points)} completed in the study)")
         try:
             with _Heartbeat(storage, trial_id):
                 result = train_and_evaluate(point, config=config, data=data, model_dir=artefacts)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell_failed(study, trial, "interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one bad trial must not stop the search
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
-            trial.set_user_attr("fail_reason", reason[:1000])
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            reason = redact(reason, url)
+            _tell_failed(study, trial, reason[:1000])
             summary.failed.append(f"grid point {point.grid_id}: {reason.splitlines()[0][:300]}")
             echo(f"  FAILED grid point {point.grid_id}: {reason.splitlines()[0][:300]}")
             progress.finish(point, seconds=None)
             continue
-        (artefacts / f"grid_{point.grid_id}.json").write_text(
-            json.dumps({
-                "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
-                "edge_protocol": result.edge_protocol, "config": config.to_dict(),
-            }, indent=1, default=str)
-        )
-        trial.set_user_attr("row", result.row)
-        study.tell(trial, [result.row[c] for c, _ in OBJECTIVES])
+        _write_atomic(artefacts / f"grid_{point.grid_id}.json", json.dumps({
+            "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
+            "edge_protocol": result.edge_protocol, "config": config.to_dict(),
+        }, indent=1, default=str))
+        if not _tell_completed(study, storage, trial, trial_id, row=result.row):
+            echo(f"  grid point {point.grid_id}: trial {trial.number} was taken as dead meanwhile "
+                 "(heartbeats late) and queued again; this result is not counted")
+            continue
         summary.trained_here += 1
-        with _file_lock(run_dir / f".{CSV_NAME}.lock"):
-            write_metrics_csv(csv_path, study_name=name, rows=completed_rows(study))
+        update_metrics_csv(study, run_dir)
         progress.finish(point, seconds=result.row["wall_seconds"], row=result.row)
 
+    update_metrics_csv(study, run_dir)  # also brings in what other workers and machines finished
     summary.completed = len(completed_rows(study))
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    import optuna
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _tell_completed(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, trial_id: int,
+    *, row: dict[str, Any],
+) -> bool:
+    """Record the result; False if the trial was failed as stale meanwhile (its retry counts)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return False
+    try:
+        trial.set_user_attr("row", row)
+        study.tell(trial, [row[c] for c, _ in OBJECTIVES])
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def _remaining(study: optuna.Study, points: list[GridPoint]) -> list[int]:
@@ -356,6 +555,98 @@ def _remaining(study: optuna.Study, points: list[GridPoint]) -> list[int]:
         _grid_id(t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     }
     return [p.grid_id for p in points if p.grid_id in waiting]
+
+
+def _running(study: optuna.Study) -> list[int]:
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return sorted(g for g in map(_grid_id, running) if g is not None)
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """Where one study stands, per grid point (a point counts once, by its best trial)."""
+
+    name: str
+    grid: str  # the sheet's file name, "" when unknown
+    grid_size: int
+    completed: int
+    waiting: int
+    running: list[str]  # "grid point 2 (trial 5) on host:pid for 0:00:12"
+    failed: list[str]  # "grid point 3 (trial 7): reason"
+    retried: int  # failed attempts that were queued again (worker killed, Ctrl-C)
+
+    @property
+    def remaining(self) -> int:
+        """Points a search would still train: not completed and not failed."""
+        return self.grid_size - self.completed - len(self.failed)
+
+
+def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus]:
+    """Completed, running, waiting and failed grid points of every study (or one) in the storage."""
+    from datetime import datetime
+
+    from optuna.trial import TrialState
+
+    storage = open_storage(url, must_exist=True)
+    studies = storage.get_all_studies()
+    if study_name is not None:
+        names = [s.study_name for s in studies]
+        studies = [s for s in studies if s.study_name == study_name]
+        if not studies:
+            raise BcParetoError(
+                f"no study {study_name!r} in {redact(url)}; studies there: "
+                + (", ".join(names) or "none")
+            )
+    now = datetime.now()
+    result = []
+    for frozen in studies:
+        by_point: dict[int, list[optuna.trial.FrozenTrial]] = {}
+        for trial in storage.get_all_trials(frozen._study_id, deepcopy=False):
+            gid = _grid_id(trial)
+            if gid is not None:
+                by_point.setdefault(gid, []).append(trial)
+        completed = waiting = n_failed = 0
+        running: list[str] = []
+        failed: list[str] = []
+        for gid, trials in sorted(by_point.items()):
+            states = [t.state for t in trials]
+            n_failed += states.count(TrialState.FAIL)
+            if TrialState.COMPLETE in states:
+                completed += 1
+            elif TrialState.RUNNING in states:
+                t = next(t for t in trials if t.state == TrialState.RUNNING)
+                age = _clock((now - t.datetime_start).total_seconds()) if t.datetime_start else "?"
+                running.append(f"grid point {gid} (trial {t.number}) on "
+                               f"{t.user_attrs.get('worker', '?')} for {age}")
+            elif TrialState.WAITING in states:
+                waiting += 1
+            elif TrialState.FAIL in states:
+                t = max((t for t in trials if t.state == TrialState.FAIL), key=lambda t: t.number)
+                reason = t.user_attrs.get("fail_reason") or STALE_REASON
+                failed.append(f"grid point {gid} (trial {t.number}): {reason.splitlines()[0][:200]}")
+        result.append(StudyStatus(
+            name=frozen.study_name,
+            grid=str(frozen.user_attrs.get("grid", "")),
+            grid_size=int(frozen.user_attrs.get("grid_size", len(by_point))),
+            completed=completed, waiting=waiting, running=running, failed=failed,
+            retried=n_failed - len(failed),
+        ))
+    return result
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """The data set's folders are there (cheap: lists files, decodes nothing)."""
+    from .audit import find_split
+
+    if not data_dir.is_dir():
+        raise DataError(
+            f"data directory {data_dir} does not exist; pass --data-dir, set BCPARETO_DATA, "
+            "or run `bcpareto data download` (expects TRAIN/ and TEST/ inside)"
+        )
+    for split in ("TRAIN", "TEST"):
+        find_split(data_dir / split)
 
 
 def check_feature_maps(points: list[GridPoint], *, config: TrainConfig) -> None:

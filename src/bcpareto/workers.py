@@ -1,0 +1,122 @@
+"""Several search workers on one machine: one process each, pinned to a GPU when there are GPUs.
+
+The workers coordinate through the study storage alone (search.py: enqueued grid, atomic claim,
+heartbeats); this module only starts them, pins each to a GPU, shares out the CPU threads,
+prefixes their output with the worker number and forwards Ctrl-C. No TensorFlow import here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import IO, Callable
+
+STORAGE_ENV = "BCPARETO_STORAGE"  # --storage's environment variable: keeps a password out of `ps`
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids a worker can be pinned to: CUDA_VISIBLE_DEVICES if set, else `nvidia-smi -L`."""
+    pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if pinned is not None:
+        ids = [d.strip() for d in pinned.split(",") if d.strip()]
+        return [] if not ids or ids[0].startswith("-") else ids  # "" or "-1": no GPU
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        listing = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, _ in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    index: int
+    gpu: str | None
+    returncode: int
+
+
+def worker_env(index: int, *, n_workers: int, gpus: list[str], storage_url: str) -> dict[str, str]:
+    """The environment of worker ``index``: its GPU, its share of CPU threads, the storage URL."""
+    env = dict(os.environ)
+    env[STORAGE_ENV] = storage_url
+    env["PYTHONUNBUFFERED"] = "1"  # lines reach the parent as they are printed
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    # N workers each with TensorFlow's default pool (one thread per core) would oversubscribe
+    # the CPU N times over; give each its share, unless the user set these already.
+    threads = str(max(1, len(os.sched_getaffinity(0)) // n_workers))
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        env.setdefault(var, threads)
+    env.setdefault("TF_NUM_INTEROP_THREADS", "1" if threads == "1" else "2")
+    return env
+
+
+def run_workers(
+    search_args: list[str],
+    *,
+    n_workers: int,
+    storage_url: str,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[WorkerExit], bool]:
+    """Run ``bcpareto search *search_args`` in n_workers processes; wait for all of them.
+
+    Returns each worker's exit and whether the run was interrupted (Ctrl-C or SIGTERM). The
+    first interrupt is forwarded to every worker as SIGINT, so each marks its running trial
+    failed ('interrupted') and exits; a second one kills them (their trials then go stale and
+    are retried by the next search).
+    """
+    gpus = visible_gpus()
+    procs: list[tuple[int, str | None, subprocess.Popen[str]]] = []
+    readers: list[threading.Thread] = []
+    lock = threading.Lock()
+    interrupted = False
+    try:
+        for index in range(1, n_workers + 1):
+            env = worker_env(index - 1, n_workers=n_workers, gpus=gpus, storage_url=storage_url)
+            gpu = env["CUDA_VISIBLE_DEVICES"] if gpus else None
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bcpareto", "search", *search_args, "--worker-index", str(index)],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, errors="replace", bufsize=1,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the parent, which forwards it once
+            )
+            procs.append((index, gpu, proc))
+            echo(f"[worker {index}] started, pid {proc.pid}" + (f", GPU {gpu}" if gpu is not None else ""))
+            assert proc.stdout is not None
+            reader = threading.Thread(
+                target=_relay, args=(proc.stdout, f"[worker {index}] ", echo, lock), daemon=True
+            )
+            reader.start()
+            readers.append(reader)
+    except KeyboardInterrupt:
+        interrupted = True
+        for _, _, proc in procs:
+            proc.send_signal(signal.SIGINT)
+
+    while True:
+        try:
+            for _, _, proc in procs:
+                proc.wait()
+            break
+        except KeyboardInterrupt:
+            sig = signal.SIGKILL if interrupted else signal.SIGINT
+            interrupted = True
+            for _, _, proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(sig)
+    for reader in readers:
+        reader.join(timeout=5)
+    return [WorkerExit(i, gpu, p.returncode) for i, gpu, p in procs], interrupted
+
+
+def _relay(stream: IO[str], prefix: str, echo: Callable[[str], None], lock: threading.Lock) -> None:
+    for line in stream:
+        with lock:
+            echo(prefix + line.rstrip("\n"))
