@@ -53,7 +53,7 @@ def test_search_trains_every_point_logs_one_row_each_and_resumes(tmp_path: Path,
 
     code, output = _search(tmp_path, tiny_grid, edge=True)  # the same command again: nothing to do
     assert code == 0, output
-    assert "2 of 2 grid points already done, 0 to train" in output
+    assert "2 of 2 grid points completed, 0 to train" in output
     assert _rows(tmp_path) == rows
 
 
