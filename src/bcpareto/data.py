@@ -231,8 +231,12 @@ def training_dataset(
     """Shuffled, batched, augmented (on whole batches, in TF ops) float32 pixels in [0, 255]."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    # Shuffle indices, not images, and gather whole batches: no per-image copies through a
+    # shuffle buffer (benchmarks/bench_pipeline.py measures the difference).
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    ds = tf.data.Dataset.range(len(split))
     ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
     ops = tuple(augment)
 
     def _augment(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
