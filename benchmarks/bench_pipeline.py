@@ -88,7 +88,7 @@ def main() -> None:
     import tensorflow as tf
 
     from bcpareto.config import load_config
-    from bcpareto.data import load_data, training_dataset
+    from bcpareto.data import load_data_for, training_dataset
     from bcpareto.gridspec import read_grid
     from bcpareto.model import build_model, cost
     from bcpareto.trial import compile_model
@@ -120,7 +120,7 @@ def main() -> None:
 
     # bcpareto: decode once (timed separately: paid once per size and colour mode)
     start = time.perf_counter()
-    data = load_data(args.data_dir, image_size=size, color_mode=config.color_mode, seed=config.seed)
+    data = load_data_for(args.data_dir, config)
     load_seconds = time.perf_counter() - start
     ours_ds = training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0).repeat()
     ours = images_per_second(fresh_model(), ours_ds, steps=args.steps, batch_size=bs)

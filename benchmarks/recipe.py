@@ -50,7 +50,7 @@ def main() -> None:
     import dataclasses
 
     from bcpareto.config import load_config
-    from bcpareto.data import load_data
+    from bcpareto.data import load_data_for
     from bcpareto.gridspec import read_grid
     from bcpareto.trial import train_and_evaluate
 
@@ -63,9 +63,7 @@ def main() -> None:
     for name in args.only:
         what, overrides = VARIANTS[name]
         config = dataclasses.replace(base, **overrides)
-        data = load_data(args.data_dir, image_size=config.image_size, color_mode=config.color_mode,
-                         validation=config.validation, val_fraction=config.val_fraction,
-                         drop_test_duplicates=config.drop_test_duplicates, seed=config.seed)
+        data = load_data_for(args.data_dir, config)
         start = time.perf_counter()
         row = train_and_evaluate(point, config=config, data=data, verbose=0).row
         print(f"| {name} | {what} | {row['val_accuracy']:.3f} | {row['test_accuracy']:.3f} | "

@@ -120,7 +120,7 @@ def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, ti
     from ai_edge_litert.interpreter import Interpreter
 
     from bcpareto.config import load_config
-    from bcpareto.data import load_data
+    from bcpareto.data import load_data_for
 
     assert _search(tmp_path, tiny_grid, edge=True)[0] == 0
     row = _rows(tmp_path)[1]
@@ -134,7 +134,7 @@ def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, ti
     assert card["training_config"]["image_size"] == 32
 
     config = load_config("default", image_size=32, epochs=1, limit_per_class=4)
-    test = load_data(BLOOD_CELLS, image_size=32, color_mode="rgb", limit_per_class=4, seed=config.seed).test
+    test = load_data_for(BLOOD_CELLS, config).test
     interpreter = Interpreter(model_path=str(next(out.glob("*.tflite"))))
     interpreter.allocate_tensors()
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .audit import CLASSES, cross_split_duplicates, find_split
+from .config import TrainConfig
 from .errors import DataError
 
 if TYPE_CHECKING:
@@ -108,6 +109,21 @@ def load_data(
     fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
     val_source = f"TRAIN holdout {val_fraction:.0%}"
     return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
+
+
+def load_data_for(data_dir: Path, config: TrainConfig, *, on_bad_image: str = "skip") -> DataSplits:
+    """load_data with a preset's image size, colour mode, protocol, sampling and seed."""
+    return load_data(
+        data_dir,
+        image_size=config.image_size,
+        color_mode=config.color_mode,
+        validation=config.validation,
+        val_fraction=config.val_fraction,
+        drop_test_duplicates=config.drop_test_duplicates,
+        limit_per_class=config.limit_per_class,
+        seed=config.seed,
+        on_bad_image=on_bad_image,
+    )
 
 
 def _sample(files: dict[str, list[Path]], limit: int | None, seed: str) -> list[tuple[Path, int]]:

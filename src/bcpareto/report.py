@@ -340,8 +340,9 @@ def _series(source: SourceResult, *, with_hypervolume: bool) -> plotting.FrontSe
 def _split(column: str, tables: Sequence[pd.DataFrame]) -> str:
     """Which images a metric was computed on, in plain words ("" when unknown)."""
     lowered = column.lower()
-    if "test" in lowered:
-        return "TEST folder"
+    if "test" in lowered:  # our CSVs say which TEST images (e.g. "TEST minus 108 TRAIN duplicates")
+        named = {str(v) for t in tables if "test_split" in t.columns for v in t["test_split"].dropna()}
+        return named.pop() if len(named) == 1 else "TEST folder"
     if lowered.startswith("train"):
         return "training images"
     if lowered.startswith("val"):
@@ -349,7 +350,8 @@ def _split(column: str, tables: Sequence[pd.DataFrame]) -> str:
         if all(seed):
             return "TEST folder in the seed logs"
         if not any(seed):
-            return "validation split"
+            named = {str(v) for t in tables if "val_split" in t.columns for v in t["val_split"].dropna()}
+            return named.pop() if len(named) == 1 else "validation split"
         return "TEST folder in seed logs, validation split in new logs"
     return ""
 

@@ -418,7 +418,7 @@ def run_search(
     """
     import optuna
 
-    from .data import load_data
+    from .data import load_data_for
     from .trial import train_and_evaluate
 
     started = time.perf_counter()
@@ -429,17 +429,7 @@ def run_search(
     )
     study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
-    data = load_data(
-        data_dir,
-        image_size=config.image_size,
-        color_mode=config.color_mode,
-        validation=config.validation,
-        val_fraction=config.val_fraction,
-        drop_test_duplicates=config.drop_test_duplicates,
-        limit_per_class=config.limit_per_class,
-        seed=config.seed,
-        on_bad_image=on_bad_image,
-    )
+    data = load_data_for(data_dir, config, on_bad_image=on_bad_image)
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
          f"test {len(data.test)} ({data.test_source})")
     if data.skipped:
