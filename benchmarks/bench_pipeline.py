@@ -102,10 +102,10 @@ def main() -> None:
           f"per image; preset '{config.name}': {size} px, batch {bs}, augment {list(config.augment)}; "
           f"{args.steps} timed steps each\n")
 
-    def fresh_model():
+    def fresh_model(jit_compile: bool | str = "auto"):
         keras.utils.set_random_seed(0)
         model = build_model(point, config=config)
-        compile_model(model, config, steps_per_epoch=args.steps)
+        compile_model(model, config, steps_per_epoch=args.steps, jit_compile=jit_compile)
         return model
 
     # baseline: the straightforward Keras pipeline
@@ -124,12 +124,14 @@ def main() -> None:
     load_seconds = time.perf_counter() - start
     ours_ds = training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0).repeat()
     ours = images_per_second(fresh_model(), ours_ds, steps=args.steps, batch_size=bs)
+    ours_xla = images_per_second(fresh_model(jit_compile=True), ours_ds, steps=args.steps, batch_size=bs)
 
     peak = matmul_peak_gflops()
     flops = 3 * 2 * macs
     rows = [
         ("Keras directory loader + preprocessing layers", baseline),
         ("bcpareto (decoded once, batch-wise TF augmentation)", ours),
+        ("bcpareto pipeline, model compiled with XLA (jit_compile=True)", ours_xla),
     ]
     print("| pipeline | images/s | GFLOP/s | share of matmul peak |")
     print("| --- | ---: | ---: | ---: |")
