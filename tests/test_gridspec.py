@@ -95,10 +95,18 @@ def test_missing_sheet_file_exits_2(tmp_path: Path) -> None:
 
 
 @needs_fixtures
-def test_grid_command_prints_every_point_with_its_cost() -> None:
-    result = CliRunner().invoke(cli, ["grid", str(FIXTURES / "seed_hyper_paremetes.xlsx"), "--config", "seed"])
+def test_grid_command_prints_every_point_with_sizes_matching_the_earlier_log() -> None:
+    import csv
+
+    result = CliRunner().invoke(
+        cli, ["grid", str(FIXTURES / "seed_hyper_paremetes.xlsx"), "--config", "seed", "--h5"]
+    )
     assert result.exit_code == 0, result.output
     lines = [l for l in result.output.splitlines() if l[:3].strip().isdigit()]
     assert len(lines) == 24
-    # the README's parameter range of the earlier grid
+    # the fixture README's parameter range of the earlier grid
     assert "1,104,115" in lines[12] and "2,606,799" in lines[18]
+    with open(FIXTURES / "seed_metrics_log_epoch_10.csv") as handle:
+        logged = [float(r["model_size(MB)"]) for r in csv.DictReader(handle)]
+    printed = [float(line.split()[-1]) for line in lines]
+    assert all(abs(p - e) / e < 1e-3 for p, e in zip(printed, logged, strict=True)), (printed, logged)
