@@ -46,6 +46,10 @@ def test_search_trains_every_point_logs_one_row_each_and_resumes(tmp_path: Path,
         assert row["test_split"].startswith("TEST minus") and int(row["n_test"]) <= 16
         assert float(row["tflite_int8_mb"]) > 0 and float(row["latency_ms"]) > 0
         assert float(row["model_size(MB)"]) > int(row["n_params"]) * 4 / 2**20  # h5 > raw weights
+    # models that learned nothing are reported by name, not hidden
+    for row in rows:
+        reported = f"grid point {row['grid_id']} stayed at chance level" in output
+        assert reported == (float(row["val_accuracy"]) < 0.30), output
     # the per-trial record: confusion matrix on TEST beside the study
     record = json.loads(next((tmp_path / "run" / "runs").glob("*/grid_1.json")).read_text())
     assert len(record["confusion"]) == len(CLASSES)

@@ -213,6 +213,9 @@ def search(
     click.echo(f"Done: {summary.completed}/{len(points)} grid points completed in study "
                f"'{summary.study_name}' ({summary.trained_here} trained now, "
                f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if summary.at_chance:
+        click.echo(f"{len(summary.at_chance)} trained to no better than chance (kept in the CSV):\n  "
+                   + "\n  ".join(summary.at_chance), err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} failed:\n  " + "\n  ".join(summary.failed), err=True)
         sys.exit(1)

@@ -50,6 +50,9 @@ GRACE_SECONDS = 90  # long enough for a busy database or a slow epoch-end on a l
 MAX_RETRY = 3  # a point whose worker dies 4 times is left failed ("stale"): --retry-failed
 # The study's objectives, in order (also the CSV columns they come from).
 OBJECTIVES = (("val_accuracy", "maximize"), ("model_size(MB)", "minimize"))
+# Four balanced classes: a model under this validation accuracy learned next to nothing (e.g.
+# a 4-unit dense layer in the middle of the stack); the search reports such points.
+CHANCE_LEVEL = 0.30
 STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost)"
 
 
@@ -327,6 +330,7 @@ class SearchSummary:
     storage: str  # redacted
     completed: int = 0
     failed: list[str] = field(default_factory=list)
+    at_chance: list[str] = field(default_factory=list)  # trained, but no better than guessing
     trained_here: int = 0
     wall_seconds: float = 0.0
 
@@ -503,6 +507,13 @@ def run_search(
                  "(heartbeats late) and queued again; this result is not counted")
             continue
         summary.trained_here += 1
+        if result.row["val_accuracy"] < CHANCE_LEVEL:
+            summary.at_chance.append(
+                f"grid point {point.grid_id}: val_accuracy {result.row['val_accuracy']:.3f}; "
+                f"narrowest dense layer {min(point.neurons)} units, narrowest conv block "
+                f"{min(point.filters)} filters"
+            )
+            echo(f"  warning: grid point {point.grid_id} stayed at chance level ({summary.at_chance[-1]})")
         update_metrics_csv(study, run_dir)
         progress.finish(point, seconds=result.row["wall_seconds"], row=result.row)
 
