@@ -26,6 +26,8 @@ def test_overrides_win_and_none_is_ignored() -> None:
     ("padding = 'full'", "expected one of same, valid"),
     ("augment = ['mixup']", "'mixup'"),
     ("colour = 'rgb'", "unknown key(s) colour"),
+    ("cell_crop = 8", "cell_crop = 8: expected 0 (whole frame) or a window side"),
+    ("cell_crop = 'cell'", "cell_crop = 'cell'"),
     ("image_size = ", "not valid TOML"),
 ])
 def test_bad_preset_names_the_key(tmp_path: Path, text: str, fragment: str) -> None:

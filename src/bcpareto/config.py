@@ -25,6 +25,7 @@ class TrainConfig:
     name: str = "default"
     image_size: int = 64
     color_mode: str = "rgb"  # "rgb" | "grayscale"
+    cell_crop: int = 0  # side (source pixels) of a square window on the stained cell; 0: whole frame
     padding: str = "same"  # "same" | "valid" (the earlier version used "valid")
     rescale: bool = True  # divide pixels by 255 inside the model
     bn_momentum: float = 0.99  # Keras default; lower settles the BatchNorm statistics in short runs
@@ -38,7 +39,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast"
+    augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast", "stain", "zoom"
     limit_per_class: int | None = None  # images per class and split, for quick runs
     validation: str = "holdout"  # "holdout": stratified share of TRAIN; "test": TEST (earlier way)
     val_fraction: float = 0.15  # share of TRAIN held out for model selection
@@ -74,7 +75,7 @@ _CHOICES = {
     "lr_schedule": ("constant", "cosine"),
     "validation": ("holdout", "test"),
 }
-_AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast")
+_AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast", "stain", "zoom")
 
 
 def resolve_preset(name_or_path: str) -> Path:
@@ -121,6 +122,10 @@ def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:
     for key in ("image_size", "batch_size", "epochs"):
         if key in raw and (not isinstance(raw[key], int) or raw[key] < 1):
             problems.append(f"{key} = {raw[key]!r}: expected a positive integer")
+    if "cell_crop" in raw and (not isinstance(raw["cell_crop"], int) or not 0 <= raw["cell_crop"] <= 4096
+                               or 0 < raw["cell_crop"] < 16):
+        problems.append(f"cell_crop = {raw['cell_crop']!r}: expected 0 (whole frame) or a window side "
+                        "in source pixels, 16-4096 (e.g. 144)")
     if raw.get("limit_per_class") is not None and (
         not isinstance(raw["limit_per_class"], int) or raw["limit_per_class"] < 1
     ):

@@ -601,6 +601,17 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
             "how_measured": record.get("edge_protocol"),
         },
         "training_config": record["config"],
+        "frame_to_input": _frame_to_input(record["config"]),
     }
     tflite = trial.int8_model.read_bytes() if fmt == "tflite-int8" else None
     return export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite)
+
+
+def _frame_to_input(config: Mapping[str, Any]) -> str:
+    """How a camera frame became the model's input in training: the device must do the same."""
+    side = config.get("image_size")
+    mode = "grayscale" if config.get("color_mode") == "grayscale" else "RGB"
+    if config.get("cell_crop"):
+        return (f"{mode}; a {config['cell_crop']}x{config['cell_crop']}-pixel window of the frame centred "
+                f"on the stained cell (bcpareto.data.crop_cell), resized bilinearly to {side}x{side}")
+    return f"{mode}; the whole frame resized bilinearly to {side}x{side}"

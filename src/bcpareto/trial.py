@@ -169,6 +169,7 @@ def train_and_evaluate(
         "epochs": len(history["loss"]),
         "image_size": config.image_size,
         "color_mode": config.color_mode,
+        "cell_crop": config.cell_crop,
         "batch_size": config.batch_size,
         "preset": config.name,
         **(edge.metrics if edge is not None else {}),
