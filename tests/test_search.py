@@ -136,6 +136,9 @@ def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, ti
     assert card["class_names"] == list(CLASSES)
     assert card["metrics"]["test_split"] == row["test_split"]
     assert card["training_config"]["image_size"] == 32
+    # the default preset cuts a window on the cell: the card tells the device to do the same
+    assert row["cell_crop"] == "144" and card["training_config"]["cell_crop"] == 144
+    assert "144x144-pixel window" in card["frame_to_input"] and "32x32" in card["frame_to_input"]
 
     config = load_config("default", image_size=32, epochs=1, limit_per_class=4)
     test = load_data_for(BLOOD_CELLS, config).test

@@ -185,7 +185,9 @@ def search(
         _quiet_tensorflow()
         signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
-                   f"{config.image_size}px {config.color_mode}, {config.epochs} epoch(s), batch {config.batch_size}")
+                   f"{config.image_size}px {config.color_mode}"
+                   + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
+                   + f", {config.epochs} epoch(s), batch {config.batch_size}")
         try:
             if workers > 1:
                 _search_in_workers(
