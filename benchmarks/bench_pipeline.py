@@ -1,11 +1,12 @@
 """Training throughput: bcpareto's input pipeline against a straightforward Keras one.
 
-Both train the same model with the same recipe (image size, batch, flips and 90-degree
-rotations) on the same real TRAIN images for the same number of steps; only the input pipeline
-differs:
+Both train the same model with the same recipe (the preset's image size, cell window, batch,
+flips, 90-degree rotations, brightness, zoom) on the same real TRAIN images for the same number
+of steps; only the input pipeline differs:
 
-- baseline: `keras.utils.image_dataset_from_directory` (decodes and resizes JPEGs every epoch)
-  with Keras preprocessing layers (RandomFlip, RandomRotation) mapped over the batches;
+- baseline: `keras.utils.image_dataset_from_directory` (decodes, and resizes or cuts the window
+  on the cell with `bcpareto.data.crop_cell`, every epoch) with Keras preprocessing layers
+  (RandomFlip, RandomRotation, RandomBrightness, RandomZoom) mapped over the batches;
 - bcpareto: images decoded once into a uint8 array (the cache of `bcpareto.data`), shuffled,
   batched and augmented with whole-batch TF ops (`bcpareto.data.training_dataset`).
 
@@ -80,15 +81,18 @@ def main() -> None:
                         default=Path(os.environ.get("BCPARETO_DATA") or ROOT.parent / "shared" / "blood-cells"))
     parser.add_argument("--grid", type=Path, default=ROOT / "configs" / "edge_grid.xlsx")
     parser.add_argument("--grid-id", type=int, default=5)
-    parser.add_argument("--config", default="default")
+    parser.add_argument("--config", default="edge")
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
 
     import keras
     import tensorflow as tf
 
+    import numpy as np
+    from PIL import Image
+
     from bcpareto.config import load_config
-    from bcpareto.data import load_data_for, training_dataset
+    from bcpareto.data import crop_cell, load_data_for, training_dataset
     from bcpareto.gridspec import read_grid
     from bcpareto.model import build_model, cost
     from bcpareto.trial import compile_model
@@ -108,13 +112,30 @@ def main() -> None:
         compile_model(model, config, steps_per_epoch=args.steps, jit_compile=jit_compile)
         return model
 
-    # baseline: the straightforward Keras pipeline
-    augment = keras.Sequential([keras.layers.RandomFlip("horizontal_and_vertical"),
-                                keras.layers.RandomRotation(0.25)])
+    # baseline: the straightforward Keras pipeline, same preprocessing and augmentations
+    layers = [keras.layers.RandomFlip("horizontal_and_vertical"), keras.layers.RandomRotation(0.25)]
+    if "brightness" in config.augment:
+        layers.append(keras.layers.RandomBrightness(20 / 255, value_range=(0, 255)))
+    if "zoom" in config.augment:
+        layers.append(keras.layers.RandomZoom((-0.2, 0.0)))  # zoom in: an 80-100% window
+    augment = keras.Sequential(layers)
     baseline_ds = keras.utils.image_dataset_from_directory(
-        args.data_dir / "TRAIN", image_size=(size, size), batch_size=bs, shuffle=True, seed=0,
-        label_mode="int", verbose=False,
-    ).map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        args.data_dir / "TRAIN", image_size=(240, 320) if config.cell_crop else (size, size),
+        batch_size=bs, shuffle=True, seed=0, label_mode="int", verbose=False,
+    )
+    if config.cell_crop:  # the window on the cell, cut from each decoded frame (numpy, per image)
+        def crop_batch(frames: np.ndarray) -> np.ndarray:
+            return np.stack([
+                np.asarray(Image.fromarray(crop_cell(frame.astype(np.uint8), config.cell_crop))
+                           .resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+                for frame in frames])
+
+        def crop(x, y):
+            x = tf.numpy_function(crop_batch, [x], tf.float32)
+            return tf.ensure_shape(x, [None, size, size, 3]), y
+
+        baseline_ds = baseline_ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    baseline_ds = baseline_ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     baseline_ds = baseline_ds.prefetch(tf.data.AUTOTUNE).repeat()
     baseline = images_per_second(fresh_model(), baseline_ds, steps=args.steps, batch_size=bs)
 
