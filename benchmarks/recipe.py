@@ -35,15 +35,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "grayscale": ("preset in grayscale", dict(color_mode="grayscale")),
     "crop144": ("preset on a 144-px window around the stained cell (cell_crop 144)", dict(cell_crop=144)),
     "crop144-48px": ("cell_crop 144 at 48 px", dict(cell_crop=144, image_size=48)),
-    "crop112-48px": ("cell_crop 112 at 48 px", dict(cell_crop=112, image_size=48)),
-    "crop144-48px-jitter": ("cell_crop 144 at 48 px + brightness and contrast jitter",
-                            dict(cell_crop=144, image_size=48,
-                                 augment=("flip", "rot90", "brightness", "contrast"))),
     "crop144-stain-zoom": ("cell_crop 144 + stain (channel gains, saturation) and zoom (80-100% crops)",
                            dict(cell_crop=144, augment=("flip", "rot90", "brightness", "stain", "zoom"))),
     "crop144-zoom-6ep": ("cell_crop 144 + zoom (80-100% crops), 6 epochs",
                          dict(cell_crop=144, augment=("flip", "rot90", "brightness", "zoom"), epochs=6)),
-    "crop144-48px-6ep": ("cell_crop 144 at 48 px, 6 epochs", dict(cell_crop=144, image_size=48, epochs=6)),
 }
 
 

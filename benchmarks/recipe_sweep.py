@@ -13,8 +13,8 @@ recipe that wins here. Two steps:
 Models come from bcpareto.model.build_model and optimisers from bcpareto.trial.compile_model, so
 a recipe means the same thing here as in `bcpareto search`. Augmentation is re-expressed in
 keras.ops (the `Augment` layer below mirrors bcpareto.data.training_dataset op for op). Images
-travel as JPEG (quality 90) to fit the device's 64 MiB transfer limit; `derive` sizes (e.g.
-whole64 from whole80) are resized on the device. Results: one JSON line per run; summarised in
+travel as JPEG (quality 90) to fit the device's 64 MiB transfer limit; the sizes not packed
+(whole64 from whole80, crop48 from crop64; see SOURCES) are resized on the device. Results: one JSON line per run; summarised in
 benchmarks/recipe.md.
 """
 

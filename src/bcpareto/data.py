@@ -227,8 +227,8 @@ def locate_cell(rgb: np.ndarray) -> tuple[int, int]:
     pink and the background pale. On a 4x-reduced frame, pixels with blue - red > 25 and
     green < 170 are counted as stain, and the centre of the 64x64-source-pixel box holding the
     most stain wins: a box, not a centroid, so that stray platelets (small purple dots) cannot
-    pull it off the cell. Without any stain the frame's centre is returned. Cost: one pass over
-    a 60x80 array, far less than the model itself, so an edge device can run it too.
+    pull it off the cell. Without any stain the frame's centre is returned. Only numpy passes over
+    a 60x80 array, so an edge device can run it in front of the model.
     """
     height, width = rgb.shape[:2]
     step = 4

@@ -5,7 +5,7 @@ Data flow for one trained model (training code calls these after fit/evaluate):
     keras.Model --convert()--> .tflite bytes (fp32 / fp16 / int8)
                  --evaluate_tflite()--> accuracy of the bytes the device would run
                  --measure_latency()--> single-image latency under LiteRT
-    measure_edge() does all three and give flat CSV columns;
+    measure_edge() does all three and gives flat CSV columns;
     export_model() writes one model file plus model_card.json, atomically.
 
 Contract with the training code: models take raw pixels as float32 in [0, 255], shape (H, W, C),
@@ -341,6 +341,10 @@ def measure_edge(
         "int8_io": "uint8 raw pixels in (scale 1, zero point 0); uint8 softmax out (probability = q/256)",
     }
     return EdgeReport(metrics=metrics, protocol=protocol, tflite_models=models)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: model + model card, written atomically
 
 
 def export_model(
