@@ -19,15 +19,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bcpareto.audit import (
-    CLASSES,
-    audit_dataset,
-    cross_split_duplicates,
-    file_digests,
-    find_images_dir,
-    find_split,
-    render_table,
-)
+from bcpareto.audit import audit_dataset, render_table
+from bcpareto.dataset import CLASSES, cross_split_duplicates, file_digests, find_split
+from bcpareto.download import find_images_dir
 from bcpareto.cli import cli
 from bcpareto.errors import DataError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bcpareto.audit import cross_split_duplicates, find_split
+from bcpareto.dataset import cross_split_duplicates, find_split
 from bcpareto.data import crop_cell, decode_image, load_data, locate_cell
 
 from .conftest import BLOOD_CELLS, copy_subset, needs_data

@@ -1,4 +1,4 @@
-"""export.py on a tiny real Keras model trained on images whose colour encodes the class."""
+"""edge.py and export.py on a tiny real Keras model trained on images whose colour encodes the class."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bcpareto import export
+from bcpareto import edge, export
 from bcpareto.errors import BcParetoError, ExportError
 
 CLASS_NAMES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
@@ -53,7 +53,7 @@ def trained():
     keras_predictions = model.predict(test_images.astype("float32"), verbose=0).argmax(axis=1)
     keras_accuracy = float(np.mean(keras_predictions == test_labels))
     assert keras_accuracy >= 0.8, "the tiny model should learn colour -> class well above chance (0.25)"
-    int8 = export.convert(model, precision="int8", representative_images=train_images)
+    int8 = edge.convert(model, precision="int8", representative_images=train_images)
     return {
         "model": model, "train_images": train_images, "test_images": test_images,
         "test_labels": test_labels, "keras_accuracy": keras_accuracy, "int8": int8,
@@ -83,7 +83,7 @@ def test_int8_model_takes_raw_uint8_pixels_and_gives_uint8_probabilities(trained
 
 @pytest.mark.train
 def test_int8_accuracy_close_to_keras(trained):
-    result = export.evaluate_tflite(
+    result = edge.evaluate_tflite(
         trained["int8"], images=trained["test_images"], labels=trained["test_labels"]
     )
     # 64 test images: 3 flips (~0.05) is more than int8 rounding should ever cost on this task.
@@ -95,8 +95,8 @@ def test_int8_accuracy_close_to_keras(trained):
 @pytest.mark.train
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_models_match_keras_predictions(trained, precision):
-    model_bytes = export.convert(trained["model"], precision=precision)
-    result = export.evaluate_tflite(
+    model_bytes = edge.convert(trained["model"], precision=precision)
+    result = edge.evaluate_tflite(
         model_bytes, images=trained["test_images"], labels=trained["test_labels"], batch_size=5
     )
     keras_predictions = trained["model"].predict(trained["test_images"].astype("float32"), verbose=0)
@@ -111,8 +111,8 @@ def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained)
     # weights grow. 2.7 leaves room for converter-version drift; fp16 (2 B/param) measured 1.8.
     model = _tiny_model(head="flatten")
     sizes = {
-        p: len(export.convert(model, precision=p, representative_images=trained["train_images"]))
-        for p in export.PRECISIONS
+        p: len(edge.convert(model, precision=p, representative_images=trained["train_images"]))
+        for p in edge.PRECISIONS
     }
     assert sizes["fp32"] / sizes["int8"] > 2.7, sizes
     assert sizes["fp32"] / sizes["fp16"] > 1.6, sizes
@@ -121,7 +121,7 @@ def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained)
 @pytest.mark.train
 def test_int8_without_representative_images_is_refused(trained):
     with pytest.raises(ExportError, match="representative_images"):
-        export.convert(trained["model"], precision="int8")
+        edge.convert(trained["model"], precision="int8")
 
 
 @pytest.mark.train
@@ -136,14 +136,14 @@ def test_int8_without_representative_images_is_refused(trained):
 )
 def test_bad_representative_images_are_refused(trained, images, message):
     with pytest.raises(ExportError, match=message):
-        export.convert(trained["model"], precision="int8", representative_images=images)
+        edge.convert(trained["model"], precision="int8", representative_images=images)
 
 
 @pytest.mark.train
 @pytest.mark.parametrize("precision", ["fp64", "INT8", "uint8", ""])
 def test_unknown_precision_names_the_valid_ones(trained, precision):
     with pytest.raises(BcParetoError, match="valid: fp32, fp16, int8"):
-        export.convert(trained["model"], precision=precision)
+        edge.convert(trained["model"], precision=precision)
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_unknown_precision_names_the_valid_ones(trained, precision):
 
 @pytest.mark.train
 def test_latency_is_positive_and_p90_not_below_median(trained):
-    result = export.measure_latency(trained["int8"], runs=20, warmup=3)
+    result = edge.measure_latency(trained["int8"], runs=20, warmup=3)
     assert result["latency_ms"] > 0
     assert result["latency_p90_ms"] >= result["latency_ms"]
     assert (result["runs"], result["warmup"], result["num_threads"]) == (20, 3, 1)
@@ -159,7 +159,7 @@ def test_latency_is_positive_and_p90_not_below_median(trained):
 
 @pytest.mark.train
 def test_edge_metrics_gives_flat_csv_columns(trained):
-    report = export.measure_edge(
+    report = edge.measure_edge(
         trained["model"], train_images=trained["train_images"], test_images=trained["test_images"],
         test_labels=trained["test_labels"], runs=5, warmup=1,
     )
@@ -186,7 +186,7 @@ def test_exported_int8_file_reproduces_reported_accuracy(trained, tmp_path):
         trained["model"], fmt="tflite-int8", out_dir=tmp_path, card=_card(),
         representative_images=trained["train_images"],
     )
-    reported = export.evaluate_tflite(model_path.read_bytes(), images=images, labels=labels)
+    reported = edge.evaluate_tflite(model_path.read_bytes(), images=images, labels=labels)
 
     # What an edge app does: load the file, push raw uint8 pixels one at a time, argmax.
     interpreter = Interpreter(model_path=str(model_path), num_threads=1)
@@ -267,7 +267,8 @@ def test_bad_card_is_refused(trained, tmp_path, change, message):
 
 
 def test_importing_export_does_not_import_tensorflow():
-    code = "import sys, bcpareto.export; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = ("import sys, bcpareto.export, bcpareto.edge; "
+            "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
     src = str(Path(export.__file__).parents[1])
     result = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

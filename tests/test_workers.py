@@ -22,7 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from bcpareto.cli import cli
-from bcpareto.search import open_storage, open_study, redact
+from bcpareto.search import open_study
+from bcpareto.storage import open_storage, redact
 from bcpareto.workers import visible_gpus, worker_env
 
 from .conftest import ROOT, copy_subset, needs_data, write_sheet

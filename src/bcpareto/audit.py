@@ -1,20 +1,13 @@
-"""Audit a blood-cell data set and fetch it from Kaggle.
+"""The `bcpareto data check` report: reads every image once and says whether the set is usable.
 
-A data set is a folder holding split folders (TRAIN, TEST, optionally TEST_SIMPLE), each holding
-one folder per class with the images directly inside, exactly as Kaggle's
-``paultimothymooney/blood-cells`` ships it under ``dataset2-master/dataset2-master/images``.
-
-The audit reads every image once: it hashes the bytes (byte-identical duplicates within and across
-splits) and decodes the image (unreadable, truncated and non-image files; sizes and modes). It
-never writes anything. Library code raises ``DataError``; only cli.py prints and exits.
+It hashes the bytes (byte-identical duplicates within and across splits) and decodes the image
+(unreadable, truncated and non-image files; sizes and modes). It never writes anything. The
+layout it checks is dataset.py's; library code raises ``DataError``, only cli.py prints and exits.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,143 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .dataset import (
+    CLASSES,
+    REQUIRED_SPLITS,
+    SPLITS,
+    all_paths,
+    class_folder_hint,
+    data_set_folders,
+    default_workers,
+    digest,
+    scan_class_dir,
+    suffix_list,
+)
 from .errors import DataError
-
-CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-SPLITS = ("TRAIN", "TEST", "TEST_SIMPLE")
-REQUIRED_SPLITS = ("TRAIN", "TEST")  # TEST_SIMPLE (71 images) is a demo split nothing depends on
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})  # compared lower-cased
-
-KAGGLE_HANDLE = "paultimothymooney/blood-cells"
-DATA_DIR_ENV = "BCPARETO_DATA"
-DEFAULT_DATA_DIR = Path("data/blood-cells")  # relative to the current directory
 
 # Decoding at 1/8 scale reads every byte of a JPEG (so truncation still shows) in less time.
 _DRAFT_SCALE = 8
 _MAX_DETAIL_CHARS = 200
-
-
-def default_data_dir() -> Path:
-    """The data directory when none is given: ``$BCPARETO_DATA``, else ``data/blood-cells``."""
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
-# --------------------------------------------------------------------------- finding files
-
-
-def _is_image_name(name: str) -> bool:
-    # Hidden files (.DS_Store, macOS "._x.jpeg" resource forks) are never images.
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
-
-
-def _scan_class_dir(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
-    """(image files, stray files, subfolders) directly inside one class folder, each sorted."""
-    images: list[Path] = []
-    stray: list[Path] = []
-    subdirs: list[Path] = []
-    with os.scandir(class_dir) as entries:
-        for entry in entries:
-            path = class_dir / entry.name
-            if entry.is_dir():
-                subdirs.append(path)
-            elif _is_image_name(entry.name):
-                images.append(path)
-            else:
-                stray.append(path)
-    return sorted(images), sorted(stray), sorted(subdirs)
-
-
-def _class_folder_hint(split_dir: Path, name: str) -> str:
-    others = [p.name for p in split_dir.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
-    return f" (found {others[0]!r}: class folder names are upper-case)" if others else ""
-
-
-def _join_errors(where: Path, errors: list[str]) -> str:
-    if len(errors) == 1:
-        return errors[0]
-    return f"{where}: {len(errors)} problems:\n  " + "\n  ".join(errors)
-
-
-def find_split(split_dir: Path) -> dict[str, list[Path]]:
-    """Class name -> sorted image paths of one split folder (e.g. ``.../TRAIN``).
-
-    Raises ``DataError`` naming the folder if the split folder is missing or not a folder, or if a
-    class folder is missing or holds no images. Stray files (``.DS_Store``, ``Thumbs.db``, any file
-    without an image suffix) are ignored.
-    """
-    split_dir = Path(split_dir)
-    expected = f"expected one folder per class ({', '.join(CLASSES)}) holding the images"
-    if not split_dir.exists():
-        raise DataError(f"{split_dir}: split folder not found; {expected}")
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: not a folder; {expected}")
-    errors: list[str] = []
-    found: dict[str, list[Path]] = {}
-    for name in CLASSES:
-        class_dir = split_dir / name
-        if not class_dir.is_dir():
-            errors.append(f"{class_dir}: class folder missing{_class_folder_hint(split_dir, name)}")
-            continue
-        images, _, _ = _scan_class_dir(class_dir)
-        if not images:
-            errors.append(f"{class_dir}: class folder holds no images ({_suffix_list()})")
-        found[name] = images
-    if errors:
-        raise DataError(_join_errors(split_dir, errors))
-    return found
-
-
-def _suffix_list() -> str:
-    return "files ending in " + ", ".join(sorted(IMAGE_SUFFIXES))
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def _default_workers() -> int:
-    return min(8, (os.cpu_count() or 1) + 2)  # reading files waits on the disk, not the CPU
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_digests(paths: Iterable[Path], *, workers: int | None = None) -> dict[Path, str]:
-    """Path -> blake2b hex digest of the file's bytes (equal digests: byte-identical files)."""
-
-    def one(path: Path) -> str:
-        try:
-            return _digest(Path(path).read_bytes())
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-
-    paths = [Path(p) for p in paths]
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
-        return dict(zip(paths, pool.map(one, paths)))
-
-
-def _all_paths(by_class: Mapping[str, list[Path]]) -> list[Path]:
-    return [p for paths in by_class.values() for p in paths]
-
-
-def cross_split_duplicates(
-    train: Mapping[str, list[Path]],
-    test: Mapping[str, list[Path]],
-    *,
-    digests: Mapping[Path, str] | None = None,
-    workers: int | None = None,
-) -> set[Path]:
-    """The ``test`` files byte-identical to some ``train`` file, whatever their classes.
-
-    ``train`` and ``test`` are ``find_split`` results. Pass ``digests`` (from ``file_digests``) to
-    skip hashing files already hashed.
-    """
-    known = dict(digests or {})
-    todo = [p for p in _all_paths(train) + _all_paths(test) if p not in known]
-    known.update(file_digests(todo, workers=workers))
-    train_digests = {known[p] for p in _all_paths(train)}
-    return {p for p in _all_paths(test) if known[p] in train_digests}
-
 
 # --------------------------------------------------------------------------- inspecting files
 
@@ -181,7 +54,7 @@ def _inspect(path: Path) -> _FileInfo:
         data = path.read_bytes()
     except OSError as exc:
         return _FileInfo(path, None, problem="unreadable", detail=str(exc.strerror or exc))
-    digest = _digest(data)
+    file_digest = digest(data)
     header: tuple[str | None, str, tuple[int, int]] | None = None
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -190,14 +63,14 @@ def _inspect(path: Path) -> _FileInfo:
             image.draft(image.mode, small)
             image.load()
     except UnidentifiedImageError:
-        return _FileInfo(path, digest, problem="non_image", detail="not an image Pillow can identify")
+        return _FileInfo(path, file_digest, problem="non_image", detail="not an image Pillow can identify")
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ... on corrupt data
         detail = f"{type(exc).__name__}: {exc}"[:_MAX_DETAIL_CHARS]
         problem = "truncated" if "truncated" in str(exc).lower() else "unreadable"
         fmt, mode, size = header if header else (None, None, None)
-        return _FileInfo(path, digest, fmt, mode, size, problem=problem, detail=detail)
+        return _FileInfo(path, file_digest, fmt, mode, size, problem=problem, detail=detail)
     fmt, mode, size = header
-    return _FileInfo(path, digest, fmt, mode, size)
+    return _FileInfo(path, file_digest, fmt, mode, size)
 
 
 # --------------------------------------------------------------------------- the report
@@ -319,20 +192,8 @@ def _not_a_data_set_hint(root: Path) -> str:
     lower = sorted(n for n in names if n.upper() in SPLITS)
     if lower:
         return f"; found {', '.join(lower)}: split folder names are upper-case"
-    inside = _data_set_folders(root, max_depth=3)
+    inside = data_set_folders(root, max_depth=3)
     return f"; did you mean {inside[0]}?" if inside else ""
-
-
-def _data_set_folders(top: Path, *, max_depth: int) -> list[Path]:
-    """Folders at most ``max_depth`` levels below ``top`` that hold both TRAIN and TEST."""
-    found = []
-    for dirpath, dirnames, _ in os.walk(top, followlinks=True):  # kagglehub's cache may hold links
-        if "TRAIN" in dirnames and "TEST" in dirnames:
-            found.append(Path(dirpath))
-            dirnames.clear()
-        elif len(Path(dirpath).relative_to(top).parts) >= max_depth:
-            dirnames.clear()
-    return sorted(found)
 
 
 def _check_root(root: Path) -> None:
@@ -365,13 +226,13 @@ def _scan_split(
     for cls in CLASSES:
         class_dir = split_dir / cls
         if not class_dir.is_dir():
-            problems.append(f"{class_dir}: class folder missing{_class_folder_hint(split_dir, cls)}")
+            problems.append(f"{class_dir}: class folder missing{class_folder_hint(split_dir, cls)}")
             continue
-        images, class_stray, subdirs = _scan_class_dir(class_dir)
+        images, class_stray, subdirs = scan_class_dir(class_dir)
         by_class[cls] = images
         stray += class_stray
         if not images:
-            problems.append(f"{class_dir}: class folder holds no images ({_suffix_list()})")
+            problems.append(f"{class_dir}: class folder holds no images ({suffix_list()})")
         for sub in subdirs:
             warnings.append(f"{sub}: folder ignored (images must lie directly in {class_dir.name}/)")
     for extra in sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name not in CLASSES):
@@ -385,7 +246,7 @@ def _split_audit(
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
 
-    files = [infos[p] for p in _all_paths(by_class)]
+    files = [infos[p] for p in all_paths(by_class)]
     kinds = ("unreadable", "truncated", "non_image")
     bad = {kind: tuple(rel(f.path) for f in files if f.problem == kind) for kind in kinds}
     good = [f for f in files if f.problem is None]
@@ -496,8 +357,8 @@ def audit_dataset(root: Path, *, workers: int | None = None) -> AuditReport:
         if not extra.name.startswith("."):
             warnings.append(f"{extra}: folder ignored (split folders are {', '.join(SPLITS)})")
 
-    paths = [p for by_class, _ in scanned.values() for p in _all_paths(by_class)]
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
+    paths = [p for by_class, _ in scanned.values() for p in all_paths(by_class)]
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
         infos = dict(zip(paths, pool.map(_inspect, paths)))
     for info in infos.values():
         if info.problem:
@@ -579,120 +440,3 @@ def render_table(report: AuditReport, *, max_lines: int = 20) -> str:
     verdict = "usable" if report.usable else f"NOT usable: {len(report.problems)} problem(s)"
     lines.append(f"Result: {verdict}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- download
-
-
-def _manual_steps(dest: Path, reason: str) -> str:
-    return (
-        f"Could not download the Kaggle data set {KAGGLE_HANDLE} with kagglehub: {reason}\n"
-        "Manual steps:\n"
-        f"  1. On a machine with internet, download it from https://www.kaggle.com/datasets/{KAGGLE_HANDLE}\n"
-        "     (Download button), or run:\n"
-        f"     python -c \"import kagglehub; print(kagglehub.dataset_download('{KAGGLE_HANDLE}'))\"\n"
-        "     If Kaggle asks for credentials: create an API token at https://www.kaggle.com/settings\n"
-        "     and save it as ~/.kaggle/kaggle.json, or set KAGGLE_USERNAME and KAGGLE_KEY.\n"
-        "  2. Unpack it and find the folder dataset2-master/dataset2-master/images\n"
-        "     (it holds TRAIN, TEST, TEST_SIMPLE).\n"
-        f"  3. Copy or link that folder to {dest}, or set {DATA_DIR_ENV}=/path/to/images.\n"
-        f"  4. Check it: bcpareto data check {dest}"
-    )
-
-
-def _failure_reason(exc: BaseException) -> str:
-    import requests
-
-    text = f"{type(exc).__name__}: {exc}"[: _MAX_DETAIL_CHARS * 2]
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return f"cannot reach Kaggle (no network?). {text}"
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403) or type(exc).__name__ in ("UnauthenticatedError", "CredentialError"):
-        return f"Kaggle refused access (credentials needed?). {text}"
-    return text
-
-
-def _newest_cached_version() -> int | None:
-    """The newest version marked complete in kagglehub's cache (``<n>.complete`` beside ``versions/``)."""
-    from kagglehub.config import get_cache_folder
-
-    owner, name = KAGGLE_HANDLE.split("/")
-    folder = Path(get_cache_folder()) / "datasets" / owner / name
-    versions = [int(p.stem) for p in folder.glob("*.complete") if p.stem.isdigit()]
-    return max(versions, default=None)
-
-
-def _kagglehub_download(dest: Path) -> Path:
-    """Download (or find in kagglehub's cache) the data set; the folder kagglehub returns."""
-    try:
-        import kagglehub
-        import requests
-    except ImportError as exc:
-        reason = "the Python package kagglehub is not installed (pip install kagglehub)"
-        raise DataError(_manual_steps(dest, reason)) from exc
-    try:
-        return Path(kagglehub.dataset_download(KAGGLE_HANDLE))
-    except Exception as exc:  # kagglehub raises requests, OS and its own errors: any means "do it by hand"
-        failure = exc
-    # Without a version kagglehub asks Kaggle for the newest one first, so offline it fails even
-    # when the data set is cached; asking for the cached version by number reads the cache.
-    offline = isinstance(failure, (requests.ConnectionError, requests.Timeout))
-    version = _newest_cached_version() if offline else None
-    if version is not None:
-        try:
-            return Path(kagglehub.dataset_download(f"{KAGGLE_HANDLE}/versions/{version}"))
-        except Exception:  # noqa: BLE001 - report the first failure, the one the user can act on
-            pass
-    raise DataError(_manual_steps(dest, _failure_reason(failure))) from failure
-
-
-def find_images_dir(download_dir: Path) -> Path:
-    """The ``.../images`` folder (holding TRAIN and TEST) inside an unpacked Kaggle download."""
-    download_dir = Path(download_dir)
-    candidates = _data_set_folders(download_dir, max_depth=6)
-    if not candidates:
-        raise DataError(
-            f"{download_dir}: no folder holding TRAIN and TEST found inside; expected "
-            "dataset2-master/dataset2-master/images/{TRAIN,TEST,TEST_SIMPLE} as Kaggle ships it"
-        )
-    # Kaggle's archive has one such folder; prefer dataset2-master's should a copy appear beside it.
-    return min(candidates, key=lambda p: ("dataset2-master" not in p.parts, len(p.parts), str(p)))
-
-
-def _link_or_copy(images: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        dest.symlink_to(images.resolve(), target_is_directory=True)
-    except OSError:  # no symlinks here (e.g. Windows without developer mode): copy instead
-        partial = dest.with_name(dest.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(images, partial)
-        partial.rename(dest)
-
-
-def download_dataset(*, dest: Path) -> Path:
-    """Fetch Kaggle's blood-cell images with kagglehub and make ``dest`` point at them.
-
-    ``dest`` becomes a symlink to (or, where links fail, a copy of) the downloaded
-    ``dataset2-master/dataset2-master/images`` folder; returns ``dest``. Offline, a version already in
-    kagglehub's cache (``$KAGGLEHUB_CACHE``, else ``~/.cache/kagglehub``) is used. Raises
-    ``DataError`` with the manual steps when the download fails, and when ``dest`` already exists
-    as something other than a link to the same folder; then nothing is written to ``dest``.
-    """
-    dest = Path(dest)
-    if dest.exists() and not dest.is_symlink():
-        raise DataError(
-            f"{dest}: already exists; remove it or choose another --dest "
-            f"(`bcpareto data check {dest}` audits what is there)"
-        )
-    images = find_images_dir(_kagglehub_download(dest))
-    for split in REQUIRED_SPLITS:
-        find_split(images / split)
-    if dest.is_symlink():
-        if dest.resolve() == images.resolve():
-            return dest  # downloaded before: nothing to do
-        raise DataError(
-            f"{dest}: already links to {os.readlink(dest)}; remove the link to point it at {images}"
-        )
-    _link_or_copy(images, dest)
-    return dest

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import click
 
 from . import __version__
-from .audit import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
+from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
 from .errors import BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, TrialFailed
 
 DEFAULT_GRID = "hyper_parameters.xlsx"
@@ -169,8 +169,10 @@ def search(
     test_accuracy is TEST with the files byte-identical to TRAIN files removed. The seed
     preset keeps the earlier protocol (TEST as validation data).
     """
-    from .audit import default_data_dir
-    from .search import check_feature_maps, default_storage_url, heartbeat_settings, redact, run_search
+    from .dataset import default_data_dir
+    from .search import check_feature_maps, run_search
+    from .storage import default_storage_url, heartbeat_settings, redact
+    from .workers import search_in_workers
 
     with _errors():
         path, points, config = _load(
@@ -190,11 +192,12 @@ def search(
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
         try:
             if workers > 1:
-                _search_in_workers(
-                    ctx, xlsx=path, points=points, config=config,
-                    data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage=storage,
-                    study_name=study_name, workers=workers, retry_failed=retry_failed,
+                outcome = search_in_workers(
+                    points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
+                    data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
+                    study_name=study_name, workers=workers, retry_failed=retry_failed, echo=click.echo,
                 )
+                _finish_workers(outcome, run_dir=run_dir)
                 return
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
@@ -223,6 +226,42 @@ def search(
         sys.exit(1)
 
 
+_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}
+
+
+def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
+    """The search's own options for every worker of --workers N, minus the parent's own."""
+    args = [str(xlsx)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in _PARENT_ONLY or not isinstance(param, click.Option) or value is None:
+            continue
+        if param.is_flag:
+            args += [param.opts[0]] if value else param.secondary_opts[:1]
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def _finish_workers(outcome: Any, *, run_dir: Path) -> None:
+    """The summary line of `search --workers N`, and its exit code."""
+    state = outcome.state
+    click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
+               f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.workers} "
+               f"workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if outcome.interrupted:
+        click.echo("Interrupted: running models are marked not completed; run the same command "
+                   "again to resume.", err=True)
+        sys.exit(130)
+    if state.failed:
+        click.echo(f"{len(state.failed)} failed:\n  " + "\n  ".join(state.failed), err=True)
+    bad = [e for e in outcome.exits if e.returncode != 0]
+    for e in bad:
+        click.echo(f"worker {e.index} exited with code {e.returncode}", err=True)
+    if bad:  # a worker exits 1 when a trial it ran failed, as a single search does
+        sys.exit(1)
+
+
 @cli.group()
 def data() -> None:
     """Check or download the blood-cell images."""
@@ -241,7 +280,8 @@ def data_check(data_dir: Path | None, as_json: bool, workers: int | None) -> Non
     """
     import json
 
-    from .audit import audit_dataset, default_data_dir, render_table
+    from .audit import audit_dataset, render_table
+    from .dataset import default_data_dir
 
     root = data_dir if data_dir is not None else default_data_dir()
     try:
@@ -265,7 +305,7 @@ def data_download(dest: Path) -> None:
     """Fetch Kaggle's paultimothymooney/blood-cells with kagglehub and link its images to DEST."""
     import shlex
 
-    from .audit import download_dataset
+    from .download import download_dataset
 
     try:
         path = download_dataset(dest=dest)
@@ -348,59 +388,12 @@ def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_n
     """
     _quiet_tensorflow()
     from .export import export_trial
-    from .search import find_trial
+    from .runs import find_trial
 
     with _errors():
         paths = export_trial(find_trial(run_dir, grid_id, study=study_name), fmt=fmt, out_dir=out_dir)
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
-
-_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}
-
-
-def _search_in_workers(
-    ctx: click.Context, *, xlsx: Path, points: list[Any], config: Any, data_dir: Path,
-    run_dir: Path, storage: str | None, study_name: str | None, workers: int, retry_failed: bool,
-) -> None:
-    """`search --workers N`: check and enqueue here (no TensorFlow), then start N worker searches."""
-    import time
-
-    from .search import check_data_dir, open_study, redact, study_status, update_metrics_csv
-    from .workers import run_workers
-
-    started = time.perf_counter()
-    check_data_dir(data_dir)
-    handle = open_study(points, config=config, run_dir=run_dir, grid_name=xlsx.name,
-                        storage_url=storage, study_name=study_name, retry_failed=retry_failed)
-    click.echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
-    args = [str(xlsx)]
-    for param in ctx.command.params:  # the same options for every worker, minus the parent's own
-        value = ctx.params.get(param.name)
-        if param.name in _PARENT_ONLY or not isinstance(param, click.Option) or value is None:
-            continue
-        if param.is_flag:
-            args += [param.opts[0]] if value else param.secondary_opts[:1]
-        else:
-            args += [param.opts[0], str(value)]
-    args += ["--study", handle.name]
-    exits, interrupted = run_workers(args, n_workers=workers, storage_url=handle.url, echo=click.echo)
-    update_metrics_csv(handle.study, run_dir)
-    [state] = study_status(handle.url, study_name=handle.name)
-    click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
-               f"failed, {state.remaining} remaining in study '{handle.name}' ({workers} workers, "
-               f"{time.perf_counter() - started:.0f} s); results in {run_dir / 'metrics_log.csv'}")
-    if interrupted:
-        click.echo("Interrupted: running models are marked not completed; run the same command "
-                   "again to resume.", err=True)
-        sys.exit(130)
-    if state.failed:
-        click.echo(f"{len(state.failed)} failed:\n  " + "\n  ".join(state.failed), err=True)
-    bad = [e for e in exits if e.returncode != 0]
-    for e in bad:
-        click.echo(f"worker {e.index} exited with code {e.returncode}", err=True)
-    if bad:  # a worker exits 1 when a trial it ran failed, as a single search does
-        sys.exit(1)
-
 
 @cli.command()
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
@@ -410,7 +403,8 @@ def _search_in_workers(
 @click.option("--study", "study_name", metavar="NAME", help="Only this study [default: all].")
 def status(run_dir: Path, storage: str | None, study_name: str | None) -> None:
     """Completed, running, failed and remaining grid points of each study in the storage."""
-    from .search import default_storage_url, redact, study_status
+    from .status import study_status
+    from .storage import default_storage_url, redact
 
     url = storage or default_storage_url(run_dir)
     with _errors():

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .audit import CLASSES, cross_split_duplicates, find_split
 from .config import TrainConfig
+from .dataset import CLASSES, cross_split_duplicates, find_split
 from .errors import DataError
 
 if TYPE_CHECKING:

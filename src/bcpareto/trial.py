@@ -15,10 +15,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import TrainConfig
-from .data import CLASSES, DataSplits, Split, eval_dataset, training_dataset
+from .data import DataSplits, Split, eval_dataset, training_dataset
+from .dataset import CLASSES
 from .errors import TrialFailed
 from .gridspec import GridPoint
 from .model import build_model, cost, h5_size_mb
+from .runs import save_models
 
 # The earlier version's columns, first and unchanged (names included) so its logs and ours line up.
 SEED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "model_size(MB)")
@@ -128,7 +130,7 @@ def train_and_evaluate(
     # measure the deployable artefact: TFLite sizes, int8 accuracy on TEST, CPU latency
     edge = None
     if config.edge_metrics:
-        from .export import measure_edge
+        from .edge import measure_edge
 
         edge = measure_edge(
             model, train_images=train.images, test_images=data.test.images,
@@ -138,15 +140,9 @@ def train_and_evaluate(
     # save
     model_path = None
     if model_dir is not None:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        model_path = model_dir / f"grid_{point.grid_id}.keras"
-        tmp = model_path.with_name(f".{model_path.name}.tmp.keras")
-        model.save(tmp)
-        tmp.replace(model_path)
-        if edge is not None:
-            tmp = model_dir / f".grid_{point.grid_id}_int8.tflite.tmp"
-            tmp.write_bytes(edge.tflite_models["int8"])
-            tmp.replace(model_dir / f"grid_{point.grid_id}_int8.tflite")
+        model_path = save_models(
+            model_dir, point.grid_id, model=model, int8=edge.tflite_models["int8"] if edge else None
+        )
 
     row: dict[str, Any] = {
         "train_loss": last["loss"],

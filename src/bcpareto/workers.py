@@ -1,8 +1,9 @@
-"""Several search workers on one machine: one process each, pinned to a GPU when there are GPUs.
+"""`search --workers N`: queue the grid once, then run N worker processes, each pinned to a GPU.
 
 The workers coordinate through the study storage alone (search.py: enqueued grid, atomic claim,
-heartbeats); this module only starts them, pins each to a GPU, shares out the CPU threads,
-prefixes their output with the worker number and forwards Ctrl-C. No TensorFlow import here.
+heartbeats); this module queues the study (no TensorFlow in this process), starts the workers,
+pins each to a GPU, shares out the CPU threads, prefixes their output with the worker number and
+forwards Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
-from typing import IO, Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .gridspec import GridPoint
+    from .status import StudyStatus
 
 STORAGE_ENV = "BCPARETO_STORAGE"  # --storage's environment variable: keeps a password out of `ps`
 
@@ -120,3 +128,40 @@ def _relay(stream: IO[str], prefix: str, echo: Callable[[str], None], lock: thre
     for line in stream:
         with lock:
             echo(prefix + line.rstrip("\n"))
+
+
+@dataclass(frozen=True)
+class WorkersOutcome:
+    state: StudyStatus  # the study after the workers ended
+    exits: list[WorkerExit]
+    interrupted: bool
+    workers: int
+    wall_seconds: float
+
+
+def search_in_workers(
+    points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
+    data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
+    retry_failed: bool, echo: Callable[[str], None] = print,
+) -> WorkersOutcome:
+    """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
+
+    ``worker_args``: the search's command-line arguments for each worker (sheet and options);
+    the study's name is added, so every worker joins the study queued here.
+    """
+    from .metrics_log import update_metrics_csv
+    from .search import check_data_dir, open_study
+    from .status import study_status
+    from .storage import redact
+
+    started = time.perf_counter()
+    check_data_dir(data_dir)
+    handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
+                        storage_url=storage_url, study_name=study_name, retry_failed=retry_failed)
+    echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
+    exits, interrupted = run_workers(
+        [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
+    )
+    update_metrics_csv(handle.study, run_dir)
+    [state] = study_status(handle.url, study_name=handle.name)
+    return WorkersOutcome(state, exits, interrupted, workers, time.perf_counter() - started)

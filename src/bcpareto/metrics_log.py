@@ -1,0 +1,58 @@
+"""metrics_log.csv: one row per completed grid point, regenerated from the study storage.
+
+The storage is the truth; the CSV is rewritten from it after every trial (to a temporary file,
+then renamed), so it never holds a torn or duplicate row, and rows of other studies stay.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .runs import write_atomic
+from .storage import file_lock
+
+if TYPE_CHECKING:
+    import optuna
+
+CSV_NAME = "metrics_log.csv"
+
+
+def completed_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per grid point with a completed trial, in grid order (the first completion wins)."""
+    from optuna.trial import TrialState
+
+    rows: dict[int, dict[str, Any]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        row = trial.user_attrs.get("row")
+        if row is not None and row["grid_id"] not in rows:
+            rows[row["grid_id"]] = {**row, "study": study.study_name, "trial": trial.number}
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]) -> None:
+    """Replace this study's rows in the CSV (other studies' rows stay), atomically."""
+    kept: list[dict[str, Any]] = []
+    columns: list[str] = []
+    if path.exists():
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            kept = [r for r in reader if r.get("study") != study_name]
+    elif not rows:
+        return  # nothing to log yet: no header-only file
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept + rows)
+    write_atomic(path, text.getvalue())
+
+
+def update_metrics_csv(study: optuna.Study, run_dir: Path) -> None:
+    """Regenerate this study's rows of run_dir/metrics_log.csv from the storage (file-locked)."""
+    with file_lock(run_dir / f".{CSV_NAME}.lock"):
+        write_metrics_csv(run_dir / CSV_NAME, study_name=study.study_name, rows=completed_rows(study))

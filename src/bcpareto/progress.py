@@ -1,0 +1,85 @@
+"""What the user sees while a search runs: the time estimate, a progress bar, elapsed time, ETA."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from .config import TrainConfig
+from .gridspec import GridPoint
+from .model import cost
+
+
+def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[GridPoint], float]:
+    """Seconds per training step as a + b * MACs, fitted on the cheapest and costliest point."""
+    from .trial import time_train_step
+
+    def macs(p: GridPoint) -> int:
+        return cost(p, image_size=config.image_size, channels=config.channels, padding=config.padding).macs
+
+    ordered = sorted(points, key=macs)
+    ends = [ordered[0]] if macs(ordered[0]) == macs(ordered[-1]) else [ordered[0], ordered[-1]]
+    measured = [(macs(p), time_train_step(p, config=config)) for p in ends]
+    if len(measured) == 1:
+        return lambda p: measured[0][1]
+    (m0, t0), (m1, t1) = measured
+    slope = max(0.0, (t1 - t0) / (m1 - m0))
+    return lambda p: max(t0 + slope * (macs(p) - m0), 1e-4)
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """A text progress bar over the grid with the current model, elapsed time and ETA."""
+
+    def __init__(
+        self, todo: list[GridPoint], *, config: TrainConfig, n_train: int, n_eval: int,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.todo, self.config, self.echo = todo, config, echo
+        self.steps = config.epochs * (-(-n_train // config.batch_size) + n_eval / max(config.batch_size, 64) / 3)
+        self.predicted: dict[int, float] = {}
+        self.actual: dict[int, float] = {}
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def announce(self, step_seconds: Callable[[GridPoint], float]) -> None:
+        self.predicted = {p.grid_id: self.steps * step_seconds(p) + 3.0 for p in self.todo}
+        total = sum(self.predicted.values())
+        self.echo(f"Estimated time for {len(self.todo)} model(s): {clock(total)} "
+                  "(from a short measured calibration; refined as models finish)")
+        if total > 3600:
+            self.echo("  Warning: this search will take over an hour on this machine. For a "
+                      "quicker look, lower --image-size (e.g. 64), --epochs, or use "
+                      "--limit-per-class N (N images per class).")
+
+    def _eta(self) -> float:
+        left = [g for g in self.predicted if g not in self.actual]
+        ratio = 1.0
+        if self.actual:
+            ratio = sum(self.actual.values()) / sum(self.predicted[g] for g in self.actual)
+        return ratio * sum(self.predicted[g] for g in left)
+
+    def start(self, point: GridPoint) -> None:
+        n = len(self.todo)
+        width = 24
+        filled = int(width * self.done / max(n, 1))
+        self.echo(
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  grid point "
+            f"{point.grid_id}: {point.describe()} | elapsed {clock(time.perf_counter() - self.t0)}"
+            f" | ETA {clock(self._eta())}"
+        )
+
+    def finish(self, point: GridPoint, *, seconds: float | None, row: dict[str, Any] | None = None) -> None:
+        self.done += 1
+        if point.grid_id in self.predicted:
+            self.actual[point.grid_id] = seconds if seconds is not None else self.predicted[point.grid_id]
+        if row is not None:
+            self.echo(
+                f"  grid point {point.grid_id} done in {seconds:.0f} s: val_accuracy "
+                f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
+                f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
+            )

@@ -1,0 +1,125 @@
+"""The one owner of a run directory's files: runs/<study>/grid_<id>.* and atomic writes.
+
+    <run_dir>/runs/<study>/grid_<id>.keras        the trained Keras model
+    <run_dir>/runs/<study>/grid_<id>_int8.tflite  the int8 file whose accuracy and latency were measured
+    <run_dir>/runs/<study>/grid_<id>.json         the CSV row, TEST confusion matrix, classes, config
+
+Every file bcpareto writes goes through ``write_atomic`` (or ``save_keras_atomic``): written to a
+temporary file beside the target, flushed, then renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BcParetoError
+
+if TYPE_CHECKING:
+    import keras
+
+RUNS = "runs"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` (str is written as UTF-8) so readers never see half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_keras_atomic(model: keras.Model, path: Path) -> None:
+    """``model.save(path)`` through a temporary .keras file (Keras insists on the suffix)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".keras")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():  # Keras 3.15 + numpy 2 warn inside save(); not ours to fix
+            warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+            model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def study_dir(run_dir: Path, study: str) -> Path:
+    """Where the trained models of one study go."""
+    return Path(run_dir) / RUNS / study
+
+
+def _keras_path(folder: Path, grid_id: int) -> Path:
+    return folder / f"grid_{grid_id}.keras"
+
+
+def _int8_path(folder: Path, grid_id: int) -> Path:
+    return folder / f"grid_{grid_id}_int8.tflite"
+
+
+def _record_path(folder: Path, grid_id: int) -> Path:
+    return folder / f"grid_{grid_id}.json"
+
+
+def save_models(folder: Path, grid_id: int, *, model: keras.Model, int8: bytes | None) -> Path:
+    """The trained Keras model (and its measured int8 file); returns the .keras path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _keras_path(folder, grid_id)
+    save_keras_atomic(model, path)
+    if int8 is not None:
+        write_atomic(_int8_path(folder, grid_id), int8)
+    return path
+
+
+def save_record(folder: Path, grid_id: int, record: dict[str, Any]) -> None:
+    """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(_record_path(folder, grid_id), json.dumps(record, indent=1, default=str))
+
+
+@dataclass(frozen=True)
+class TrialArtefacts:
+    """What a finished trial left in the run directory (runs/<study>/grid_<id>.*)."""
+
+    study: str
+    keras_model: Path
+    int8_model: Path | None
+    record: dict[str, Any]  # row, confusion, classes, edge_protocol, config
+
+
+def find_trial(run_dir: Path, grid_id: int, *, study: str | None = None) -> TrialArtefacts:
+    """The artefacts of grid point `grid_id`; `study` is needed only when several studies have it."""
+    runs = Path(run_dir) / RUNS
+    folders = [runs / study] if study else sorted(p for p in runs.glob("*") if p.is_dir())
+    found = [f for f in folders if _record_path(f, grid_id).is_file() and _keras_path(f, grid_id).is_file()]
+    if not found:
+        known = sorted({p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}, key=int)
+        raise BcParetoError(
+            f"no finished trial for grid point {grid_id} under {runs}"
+            + (f" in study {study!r}" if study else "")
+            + (f"; finished grid points: {', '.join(known)}" if known else "; run `bcpareto search` first")
+        )
+    if len(found) > 1:
+        raise BcParetoError(
+            f"grid point {grid_id} was trained in {len(found)} studies; pick one with --study: "
+            + ", ".join(f.name for f in found)
+        )
+    folder = found[0]
+    int8 = _int8_path(folder, grid_id)
+    return TrialArtefacts(
+        study=folder.name,
+        keras_model=_keras_path(folder, grid_id),
+        int8_model=int8 if int8.is_file() else None,
+        record=json.loads(_record_path(folder, grid_id).read_text()),
+    )

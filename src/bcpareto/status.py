@@ -1,0 +1,86 @@
+"""`bcpareto status`: where each study in a storage stands, per grid point. Reads, never writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import BcParetoError
+from .progress import clock
+from .search import STALE_REASON, grid_id_of
+from .storage import open_storage, redact
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """Where one study stands, per grid point (a point counts once, by its best trial)."""
+
+    name: str
+    grid: str  # the sheet's file name, "" when unknown
+    grid_size: int
+    completed: int
+    waiting: int
+    running: list[str]  # "grid point 2 (trial 5) on host:pid for 0:00:12"
+    failed: list[str]  # "grid point 3 (trial 7): reason"
+    retried: int  # failed attempts that were queued again (worker killed, Ctrl-C)
+
+    @property
+    def remaining(self) -> int:
+        """Points a search would still train: not completed and not failed."""
+        return self.grid_size - self.completed - len(self.failed)
+
+
+def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus]:
+    """Completed, running, waiting and failed grid points of every study (or one) in the storage."""
+    from datetime import datetime
+
+    from optuna.trial import TrialState
+
+    storage = open_storage(url, must_exist=True)
+    studies = storage.get_all_studies()
+    if study_name is not None:
+        names = [s.study_name for s in studies]
+        studies = [s for s in studies if s.study_name == study_name]
+        if not studies:
+            raise BcParetoError(
+                f"no study {study_name!r} in {redact(url)}; studies there: "
+                + (", ".join(names) or "none")
+            )
+    now = datetime.now()
+    result = []
+    for frozen in studies:
+        by_point: dict[int, list[optuna.trial.FrozenTrial]] = {}
+        for trial in storage.get_all_trials(frozen._study_id, deepcopy=False):
+            gid = grid_id_of(trial)
+            if gid is not None:
+                by_point.setdefault(gid, []).append(trial)
+        completed = waiting = n_failed = 0
+        running: list[str] = []
+        failed: list[str] = []
+        for gid, trials in sorted(by_point.items()):
+            states = [t.state for t in trials]
+            n_failed += states.count(TrialState.FAIL)
+            if TrialState.COMPLETE in states:
+                completed += 1
+            elif TrialState.RUNNING in states:
+                t = next(t for t in trials if t.state == TrialState.RUNNING)
+                age = clock((now - t.datetime_start).total_seconds()) if t.datetime_start else "?"
+                running.append(f"grid point {gid} (trial {t.number}) on "
+                               f"{t.user_attrs.get('worker', '?')} for {age}")
+            elif TrialState.WAITING in states:
+                waiting += 1
+            elif TrialState.FAIL in states:
+                t = max((t for t in trials if t.state == TrialState.FAIL), key=lambda t: t.number)
+                reason = t.user_attrs.get("fail_reason") or STALE_REASON
+                failed.append(f"grid point {gid} (trial {t.number}): {reason.splitlines()[0][:200]}")
+        result.append(StudyStatus(
+            name=frozen.study_name,
+            grid=str(frozen.user_attrs.get("grid", "")),
+            grid_size=int(frozen.user_attrs.get("grid_size", len(by_point))),
+            completed=completed, waiting=waiting, running=running, failed=failed,
+            retried=n_failed - len(failed),
+        ))
+    return result
