@@ -147,6 +147,10 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Measure TFLite fp32/fp16/int8 sizes, int8 TEST accuracy and CPU latency per "
               "model [default: the preset's edge_metrics, on in every shipped preset].")
 @click.option("--retry-failed", is_flag=True, help="Train again the points whose trial failed.")
+@click.option("--repeats", type=click.IntRange(min=1, max=100), default=1, show_default=True, metavar="N",
+              help="Train every grid point N times with different seeds (each exactly once, across "
+              "workers); `bcpareto plot` then draws the mean with the spread as error bars. Raising N "
+              "later trains only the new repeats.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
 @click.pass_context
@@ -154,7 +158,7 @@ def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int, worker_index: int | None,
-    edge_metrics: bool | None, retry_failed: bool, on_bad_image: str,
+    edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -195,14 +199,15 @@ def search(
                 outcome = search_in_workers(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
-                    study_name=study_name, workers=workers, retry_failed=retry_failed, echo=click.echo,
+                    study_name=study_name, workers=workers, retry_failed=retry_failed,
+                    repeats=repeats, echo=click.echo,
                 )
                 _finish_workers(outcome, run_dir=run_dir)
                 return
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
-                retry_failed=retry_failed, on_bad_image=on_bad_image,
+                retry_failed=retry_failed, repeats=repeats, on_bad_image=on_bad_image,
                 estimate=worker_index is None, echo=click.echo,
             )
         except KeyboardInterrupt:
@@ -215,7 +220,8 @@ def search(
             url = storage or default_storage_url(run_dir)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"study storage {redact(url)}: {redact(first, url)}") from None
-    click.echo(f"Done: {summary.completed}/{len(points)} grid points completed in study "
+    noun = "grid points" if repeats == 1 else f"models ({len(points)} grid points x {repeats} repeats)"
+    click.echo(f"Done: {summary.completed}/{len(points) * repeats} {noun} completed in study "
                f"'{summary.study_name}' ({summary.trained_here} trained now, "
                f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
     if summary.at_chance:
@@ -227,6 +233,7 @@ def search(
 
 
 _PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}
+# --repeats goes to the workers too: the parent queues the repeats, each worker trains any of them
 
 
 def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
@@ -379,7 +386,11 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The search's run directory.")
 @click.option("--study", "study_name", metavar="NAME", help="Study, when several trained this grid point.")
-def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None) -> None:
+@click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which run of the point, when the search ran with --repeats (0: the first).")
+def export_command(
+    grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None, repeat: int
+) -> None:
     """Write the trained model of grid point GRID_ID for deployment, with a JSON model card.
 
     The card holds the class names in output order, input size and preprocessing, metrics and
@@ -391,7 +402,8 @@ def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_n
     from .runs import find_trial
 
     with _errors():
-        paths = export_trial(find_trial(run_dir, grid_id, study=study_name), fmt=fmt, out_dir=out_dir)
+        paths = export_trial(find_trial(run_dir, grid_id, study=study_name, repeat=repeat),
+                             fmt=fmt, out_dir=out_dir)
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
 

@@ -16,7 +16,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -66,6 +66,8 @@ class DataSplits:
     test_source: str  # e.g. "TEST minus 108 TRAIN duplicates"
     test_duplicates_removed: int
     skipped: tuple[str, ...] = ()  # unreadable files left out, all splits
+    test_shared_removed: int = 0  # "grouped": TEST images dropped for sharing a smear with TRAIN
+    groups_method: str = ""  # "grouped": how the source groups were found
 
 
 def load_data(
@@ -80,10 +82,15 @@ def load_data(
     limit_per_class: int | None = None,
     seed: int = 0,
     on_bad_image: str = "skip",
+    progress: Callable[[str], None] | None = None,
 ) -> DataSplits:
     """Find, audit for leakage, decode (once, cached) and split the data set.
 
-    - validation "holdout": a stratified, seeded ``val_fraction`` of TRAIN selects models;
+    - validation "grouped": a stratified, seeded ``val_fraction`` of TRAIN's source groups
+      (groups.py: the augmented copies of one original smear) selects models, no group on both
+      sides; TEST then drops every image whose group also holds TRAIN images, so neither
+      validation nor TEST has seen smears the model trained on. "holdout": a stratified, seeded
+      ``val_fraction`` of TRAIN's images (copies of one smear on both sides: optimistic);
       "test": TEST doubles as validation data (the earlier version's protocol).
     - TEST files byte-identical to a TRAIN file are dropped (``drop_test_duplicates``).
     - ``cell_crop``: each image is first cut to a square of that many source pixels centred on
@@ -104,18 +111,40 @@ def load_data(
         test_files = {c: [p for p in paths if p not in duplicates] for c, paths in test_files.items()}
     decode = dict(image_size=image_size, color_mode=color_mode, cell_crop=cell_crop,
                   on_bad_image=on_bad_image)
-    train = _load("TRAIN", _sample(train_files, limit_per_class, f"{seed}-TRAIN"), **decode)
-    test = _load("TEST", _sample(test_files, limit_per_class, f"{seed}-TEST"), **decode)
+    train_sample = _sample(train_files, limit_per_class, f"{seed}-TRAIN")
+    test_sample = _sample(test_files, limit_per_class, f"{seed}-TEST")
+    groups = None
+    if validation == "grouped":
+        from .groups import find_groups
+
+        groups = find_groups(_by_class({"TRAIN": train_sample, "TEST": test_sample}), progress=progress)
+        shared = {p for p, _ in test_sample if groups.shares_train(p)}
+        test_sample = [(p, label) for p, label in test_sample if p not in shared]
+    train = _load("TRAIN", train_sample, **decode)
+    test = _load("TEST", test_sample, **decode)
     test_source = f"TEST minus {len(duplicates)} TRAIN duplicates" if drop_test_duplicates else "TEST"
     skipped = train.skipped + test.skipped
     if validation == "test":
         return DataSplits(train, test, test, "TEST", test_source, len(duplicates), skipped)
-    fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
-    val_source = f"TRAIN holdout {val_fraction:.0%}"
-    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
+    if groups is None:
+        fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
+        val_source = f"TRAIN holdout {val_fraction:.0%}"
+        return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
+    train_groups = np.array([groups.group_of(p) for p in train.paths], dtype=object)
+    fit, val = _grouped_split(train, train_groups, fraction=val_fraction, seed=seed)
+    n_val_groups = len(set(train_groups[np.isin(np.array(train.paths), np.array(val.paths))]))
+    val_source = f"TRAIN grouped {val_fraction:.0%} ({n_val_groups} of {len(set(train_groups))} source groups)"
+    dropped = len(shared) + len(duplicates)
+    test_source = (f"TEST minus {dropped} images sharing a source smear with TRAIN "
+                   f"({len(duplicates)} of them byte-identical copies)")
+    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped,
+                      test_shared_removed=dropped, groups_method=groups.method)
 
 
-def load_data_for(data_dir: Path, config: TrainConfig, *, on_bad_image: str = "skip") -> DataSplits:
+def load_data_for(
+    data_dir: Path, config: TrainConfig, *, on_bad_image: str = "skip",
+    progress: Callable[[str], None] | None = None,
+) -> DataSplits:
     """load_data with a preset's image size, colour mode, protocol, sampling and seed."""
     return load_data(
         data_dir,
@@ -128,6 +157,7 @@ def load_data_for(data_dir: Path, config: TrainConfig, *, on_bad_image: str = "s
         limit_per_class=config.limit_per_class,
         seed=config.seed,
         on_bad_image=on_bad_image,
+        progress=progress,
     )
 
 
@@ -139,6 +169,37 @@ def _sample(files: dict[str, list[Path]], limit: int | None, seed: str) -> list[
             paths = sorted(random.Random(f"{seed}-{name}").sample(paths, limit))
         chosen += [(p, label) for p in paths]
     return chosen
+
+
+def _by_class(samples: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, list[Path]]]:
+    """{split: [(path, label)]} -> {split: {class: [paths]}}, the form groups.find_groups takes."""
+    return {
+        split: {name: [p for p, label in pairs if label == i] for i, name in enumerate(CLASSES)}
+        for split, pairs in samples.items()
+    }
+
+
+def _grouped_split(
+    split: Split, groups: np.ndarray, *, fraction: float, seed: int
+) -> tuple[Split, Split]:
+    """Per class, seeded random whole source groups go to validation until they hold ``fraction``
+    of the class's images (at least one group, never all); no group lands on both sides."""
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(split), dtype=bool)
+    for label in range(len(CLASSES)):
+        members = np.flatnonzero(split.labels == label)
+        names = sorted(set(groups[members]))
+        if len(names) < 2:
+            continue  # one group cannot be split; that class then has no validation images
+        target = fraction * len(members)
+        taken = 0
+        for index in rng.permutation(len(names))[: len(names) - 1]:
+            chosen = members[groups[members] == names[index]]
+            is_val[chosen] = True
+            taken += len(chosen)
+            if taken >= target:
+                break
+    return split.subset(~is_val, name="train"), split.subset(is_val, name="val")
 
 
 def _stratified_split(split: Split, *, fraction: float, seed: int) -> tuple[Split, Split]:

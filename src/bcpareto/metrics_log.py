@@ -21,14 +21,15 @@ CSV_NAME = "metrics_log.csv"
 
 
 def completed_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per grid point with a completed trial, in grid order (the first completion wins)."""
+    """One row per completed (grid point, repeat), in grid order (the first completion wins)."""
     from optuna.trial import TrialState
 
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         row = trial.user_attrs.get("row")
-        if row is not None and row["grid_id"] not in rows:
-            rows[row["grid_id"]] = {**row, "study": study.study_name, "trial": trial.number}
+        key = (row["grid_id"], int(row.get("repeat", 0))) if row is not None else None
+        if key is not None and key not in rows:
+            rows[key] = {**row, "study": study.study_name, "trial": trial.number}
     return [rows[k] for k in sorted(rows)]
 
 

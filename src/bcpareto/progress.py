@@ -36,18 +36,19 @@ class Progress:
     """A text progress bar over the grid with the current model, elapsed time and ETA."""
 
     def __init__(
-        self, todo: list[GridPoint], *, config: TrainConfig, n_train: int, n_eval: int,
+        self, todo: list[tuple[GridPoint, int]], *, config: TrainConfig, n_train: int, n_eval: int,
         echo: Callable[[str], None],
     ) -> None:
+        """``todo``: (point, repeat) of every model this worker may train."""
         self.todo, self.config, self.echo = todo, config, echo
         self.steps = config.epochs * (-(-n_train // config.batch_size) + n_eval / max(config.batch_size, 64) / 3)
-        self.predicted: dict[int, float] = {}
-        self.actual: dict[int, float] = {}
+        self.predicted: dict[tuple[int, int], float] = {}
+        self.actual: dict[tuple[int, int], float] = {}
         self.done = 0
         self.t0 = time.perf_counter()
 
     def announce(self, step_seconds: Callable[[GridPoint], float]) -> None:
-        self.predicted = {p.grid_id: self.steps * step_seconds(p) + 3.0 for p in self.todo}
+        self.predicted = {(p.grid_id, r): self.steps * step_seconds(p) + 3.0 for p, r in self.todo}
         total = sum(self.predicted.values())
         self.echo(f"Estimated time for {len(self.todo)} model(s): {clock(total)} "
                   "(from a short measured calibration; refined as models finish)")
@@ -63,23 +64,30 @@ class Progress:
             ratio = sum(self.actual.values()) / sum(self.predicted[g] for g in self.actual)
         return ratio * sum(self.predicted[g] for g in left)
 
-    def start(self, point: GridPoint) -> None:
+    def start(self, point: GridPoint, repeat: int = 0) -> None:
         n = len(self.todo)
         width = 24
         filled = int(width * self.done / max(n, 1))
         self.echo(
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  grid point "
-            f"{point.grid_id}: {point.describe()} | elapsed {clock(time.perf_counter() - self.t0)}"
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  {_label(point, repeat)}: "
+            f"{point.describe()} | elapsed {clock(time.perf_counter() - self.t0)}"
             f" | ETA {clock(self._eta())}"
         )
 
-    def finish(self, point: GridPoint, *, seconds: float | None, row: dict[str, Any] | None = None) -> None:
+    def finish(
+        self, point: GridPoint, repeat: int = 0, *, seconds: float | None, row: dict[str, Any] | None = None
+    ) -> None:
         self.done += 1
-        if point.grid_id in self.predicted:
-            self.actual[point.grid_id] = seconds if seconds is not None else self.predicted[point.grid_id]
+        unit = (point.grid_id, repeat)
+        if unit in self.predicted:
+            self.actual[unit] = seconds if seconds is not None else self.predicted[unit]
         if row is not None:
             self.echo(
-                f"  grid point {point.grid_id} done in {seconds:.0f} s: val_accuracy "
+                f"  {_label(point, repeat)} done in {seconds:.0f} s: val_accuracy "
                 f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
                 f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
             )
+
+
+def _label(point: GridPoint, repeat: int) -> str:
+    return f"grid point {point.grid_id}" + (f" repeat {repeat}" if repeat else "")

@@ -60,32 +60,38 @@ def study_dir(run_dir: Path, study: str) -> Path:
     return Path(run_dir) / RUNS / study
 
 
-def _keras_path(folder: Path, grid_id: int) -> Path:
-    return folder / f"grid_{grid_id}.keras"
+def _stem(grid_id: int, repeat: int = 0) -> str:
+    return f"grid_{grid_id}" + (f"_r{repeat}" if repeat else "")  # repeat 0: the names of old runs
 
 
-def _int8_path(folder: Path, grid_id: int) -> Path:
-    return folder / f"grid_{grid_id}_int8.tflite"
+def _keras_path(folder: Path, grid_id: int, repeat: int = 0) -> Path:
+    return folder / f"{_stem(grid_id, repeat)}.keras"
 
 
-def _record_path(folder: Path, grid_id: int) -> Path:
-    return folder / f"grid_{grid_id}.json"
+def _int8_path(folder: Path, grid_id: int, repeat: int = 0) -> Path:
+    return folder / f"{_stem(grid_id, repeat)}_int8.tflite"
 
 
-def save_models(folder: Path, grid_id: int, *, model: keras.Model, int8: bytes | None) -> Path:
+def _record_path(folder: Path, grid_id: int, repeat: int = 0) -> Path:
+    return folder / f"{_stem(grid_id, repeat)}.json"
+
+
+def save_models(
+    folder: Path, grid_id: int, *, repeat: int = 0, model: keras.Model, int8: bytes | None
+) -> Path:
     """The trained Keras model (and its measured int8 file); returns the .keras path."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = _keras_path(folder, grid_id)
+    path = _keras_path(folder, grid_id, repeat)
     save_keras_atomic(model, path)
     if int8 is not None:
-        write_atomic(_int8_path(folder, grid_id), int8)
+        write_atomic(_int8_path(folder, grid_id, repeat), int8)
     return path
 
 
-def save_record(folder: Path, grid_id: int, record: dict[str, Any]) -> None:
+def save_record(folder: Path, grid_id: int, *, repeat: int = 0, record: dict[str, Any]) -> None:
     """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(_record_path(folder, grid_id), json.dumps(record, indent=1, default=str))
+    write_atomic(_record_path(folder, grid_id, repeat), json.dumps(record, indent=1, default=str))
 
 
 @dataclass(frozen=True)
@@ -98,28 +104,35 @@ class TrialArtefacts:
     record: dict[str, Any]  # row, confusion, classes, edge_protocol, config
 
 
-def find_trial(run_dir: Path, grid_id: int, *, study: str | None = None) -> TrialArtefacts:
-    """The artefacts of grid point `grid_id`; `study` is needed only when several studies have it."""
+def find_trial(
+    run_dir: Path, grid_id: int, *, study: str | None = None, repeat: int = 0
+) -> TrialArtefacts:
+    """The artefacts of grid point `grid_id` (its `repeat`-th run; 0 is the first); `study` is
+    needed only when several studies have it."""
     runs = Path(run_dir) / RUNS
     folders = [runs / study] if study else sorted(p for p in runs.glob("*") if p.is_dir())
-    found = [f for f in folders if _record_path(f, grid_id).is_file() and _keras_path(f, grid_id).is_file()]
+    found = [f for f in folders
+             if _record_path(f, grid_id, repeat).is_file() and _keras_path(f, grid_id, repeat).is_file()]
+    what = f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")
     if not found:
-        known = sorted({p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}, key=int)
+        stems = {p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}
+        known = sorted(stems, key=lambda s: [int(n) for n in s.split("_r")])
         raise BcParetoError(
-            f"no finished trial for grid point {grid_id} under {runs}"
+            f"no finished trial for {what} under {runs}"
             + (f" in study {study!r}" if study else "")
-            + (f"; finished grid points: {', '.join(known)}" if known else "; run `bcpareto search` first")
+            + (f"; finished: {', '.join(k.replace('_r', ' repeat ') for k in known)}" if known
+               else "; run `bcpareto search` first")
         )
     if len(found) > 1:
         raise BcParetoError(
-            f"grid point {grid_id} was trained in {len(found)} studies; pick one with --study: "
+            f"{what} was trained in {len(found)} studies; pick one with --study: "
             + ", ".join(f.name for f in found)
         )
     folder = found[0]
-    int8 = _int8_path(folder, grid_id)
+    int8 = _int8_path(folder, grid_id, repeat)
     return TrialArtefacts(
         study=folder.name,
-        keras_model=_keras_path(folder, grid_id),
+        keras_model=_keras_path(folder, grid_id, repeat),
         int8_model=int8 if int8.is_file() else None,
-        record=json.loads(_record_path(folder, grid_id).read_text()),
+        record=json.loads(_record_path(folder, grid_id, repeat).read_text()),
     )

@@ -54,10 +54,17 @@ def grid_id_of(trial: optuna.trial.FrozenTrial) -> int | None:
     return int(value) if value is not None else None
 
 
+def unit_of(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
+    """(grid id, repeat) of a trial: the unit the study trains exactly once (repeat 0 if unset)."""
+    gid = grid_id_of(trial)
+    return None if gid is None else (gid, int(trial.user_attrs.get("repeat", 0)))
+
+
 def sync_grid(
-    study: optuna.Study, points: list[GridPoint], *, retry_failed: bool = False
+    study: optuna.Study, points: list[GridPoint], *, repeats: int = 1, retry_failed: bool = False
 ) -> dict[str, int]:
-    """Enqueue every point that has no completed, waiting or running trial. Call under the lock.
+    """Enqueue every (point, repeat) that has no completed, waiting or running trial. Call under
+    the lock. Repeat r of a point trains with another seed (``--repeats``), once like any point.
 
     A point whose last trial failed is enqueued again only if it was interrupted (Ctrl-C) or
     when ``retry_failed`` is set; a failure that training reported (NaN loss, out of memory) is
@@ -65,14 +72,14 @@ def sync_grid(
     """
     from optuna.trial import TrialState
 
-    by_point: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    by_unit: dict[tuple[int, int], list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
-        gid = grid_id_of(trial)
-        if gid is not None:
-            by_point.setdefault(gid, []).append(trial)
+        unit = unit_of(trial)
+        if unit is not None:
+            by_unit.setdefault(unit, []).append(trial)
     enqueued = 0
-    for point in points:
-        trials = by_point.get(point.grid_id, [])
+    for point, repeat in ((p, r) for p in points for r in range(repeats)):
+        trials = by_unit.get((point.grid_id, repeat), [])
         states = {t.state for t in trials}
         if states & {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}:
             continue
@@ -82,7 +89,8 @@ def sync_grid(
             if reason != "interrupted":
                 continue
         study.enqueue_trial(
-            {"grid_id": point.grid_id}, user_attrs=point.params(), skip_if_exists=False
+            {"grid_id": point.grid_id}, user_attrs={**point.params(), "repeat": repeat},
+            skip_if_exists=False,
         )
         enqueued += 1
     return {"enqueued": enqueued}
@@ -168,6 +176,7 @@ def open_study(
     storage_url: str | None = None,
     study_name: str | None = None,
     retry_failed: bool = False,
+    repeats: int = 1,
 ) -> StudyHandle:
     """Create or load the study, fail stale trials and enqueue the points left to train (locked).
 
@@ -205,8 +214,9 @@ def open_study(
         study.set_user_attr("grid_size", len(points))
         study.set_user_attr("grid_hash", grid_hash)
         study.set_user_attr("config_hash", config.fingerprint())
+        study.set_user_attr("repeats", max(repeats, int(theirs.get("repeats", 1))))
         optuna.storages.fail_stale_trials(study)
-        sync_grid(study, points, retry_failed=retry_failed)
+        sync_grid(study, points, repeats=repeats, retry_failed=retry_failed)
     return StudyHandle(study=study, storage=storage, url=url)
 
 
@@ -220,6 +230,7 @@ def run_search(
     storage_url: str | None = None,
     study_name: str | None = None,
     retry_failed: bool = False,
+    repeats: int = 1,
     on_bad_image: str = "skip",
     estimate: bool = True,
     echo: Callable[[str], None] = print,
@@ -240,11 +251,11 @@ def run_search(
     check_feature_maps(points, config=config)
     handle = open_study(  # before decoding images, so a bad storage URL fails fast
         points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
-        study_name=study_name, retry_failed=retry_failed,
+        study_name=study_name, retry_failed=retry_failed, repeats=repeats,
     )
     study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
-    data = load_data_for(data_dir, config, on_bad_image=on_bad_image)
+    data = load_data_for(data_dir, config, on_bad_image=on_bad_image, progress=echo)
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
          f"test {len(data.test)} ({data.test_source})")
     if data.skipped:
@@ -254,20 +265,23 @@ def run_search(
     echo(f"Study {name!r} on {redact(url)}")
 
     by_id = {p.grid_id: p for p in points}
-    todo = _remaining(study, points)
+    todo = [(by_id[g], r) for g, r in _remaining(study)]
     running = _running(study)
-    echo(f"  {len(completed_rows(study))} of {len(points)} grid points completed, {len(todo)} to train"
+    n_repeats = int(study.user_attrs.get("repeats", 1))
+    total = len(points) * n_repeats
+    noun = "grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} repeats)"
+    echo(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
          + (f", {len(running)} running in other workers" if running else ""))
     progress = Progress(
-        [by_id[g] for g in todo], config=config, n_train=len(data.train),
-        n_eval=len(data.val) + len(data.test), echo=echo,
+        todo, config=config, n_train=len(data.train), n_eval=len(data.val) + len(data.test), echo=echo,
     )
     if todo and estimate:
-        progress.announce(calibrate(points=[by_id[g] for g in todo], config=config))
+        progress.announce(calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id),
+                                    config=config))
 
     artefacts = study_dir(run_dir, name)
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    waiting_for: list[int] = []
+    waiting_for: list[tuple[int, int]] = []
     while True:
         with storage_lock(storage, url, name):
             optuna.storages.fail_stale_trials(study)
@@ -277,8 +291,8 @@ def run_search(
             if not running:
                 break
             if running != waiting_for:
-                echo(f"  nothing left to claim; waiting for grid point(s) "
-                     f"{', '.join(map(str, running))} running elsewhere (taken over if their "
+                echo(f"  nothing left to claim; waiting for "
+                     f"{', '.join(map(_label, running))} running elsewhere (taken over if their "
                      "worker stops sending heartbeats)")
                 waiting_for = running
             time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
@@ -287,17 +301,21 @@ def run_search(
         trial, trial_id = claimed
         trial.set_user_attr("worker", worker)
         point = by_id[int(trial.suggest_categorical("grid_id", [p.grid_id for p in points]))]
+        repeat = int(trial.user_attrs.get("repeat", 0))
+        label = _label((point.grid_id, repeat))
         retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
         if retry_of is not None:
-            echo(f"  grid point {point.grid_id}: retrying trial {retry_of}, whose worker stopped")
+            echo(f"  {label}: retrying trial {retry_of}, whose worker stopped")
         if estimate:
-            progress.start(point)
+            progress.start(point, repeat)
         else:  # one of several workers: its own count would mislead, the study's does not
-            echo(f"grid point {point.grid_id}: {point.describe()} (trial {trial.number}; "
-                 f"{len(completed_rows(study))}/{len(points)} completed in the study)")
+            echo(f"{label}: {point.describe()} (trial {trial.number}; "
+                 f"{len(completed_rows(study))}/{total} completed in the study)")
         try:
             with _Heartbeat(storage, trial_id):
-                result = train_and_evaluate(point, config=config, data=data, model_dir=artefacts)
+                result = train_and_evaluate(
+                    point, config=config, data=data, model_dir=artefacts, repeat=repeat
+                )
         except KeyboardInterrupt:
             _tell_failed(study, trial, "interrupted")
             raise
@@ -305,28 +323,28 @@ def run_search(
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
             reason = redact(reason, url)
             _tell_failed(study, trial, reason[:1000])
-            summary.failed.append(f"grid point {point.grid_id}: {reason.splitlines()[0][:300]}")
-            echo(f"  FAILED grid point {point.grid_id}: {reason.splitlines()[0][:300]}")
-            progress.finish(point, seconds=None)
+            summary.failed.append(f"{label}: {reason.splitlines()[0][:300]}")
+            echo(f"  FAILED {label}: {reason.splitlines()[0][:300]}")
+            progress.finish(point, repeat, seconds=None)
             continue
-        save_record(artefacts, point.grid_id, {
+        save_record(artefacts, point.grid_id, repeat=repeat, record={
             "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
             "edge_protocol": result.edge_protocol, "config": config.to_dict(),
         })
         if not _tell_completed(study, storage, trial, trial_id, row=result.row):
-            echo(f"  grid point {point.grid_id}: trial {trial.number} was taken as dead meanwhile "
+            echo(f"  {label}: trial {trial.number} was taken as dead meanwhile "
                  "(heartbeats late) and queued again; this result is not counted")
             continue
         summary.trained_here += 1
         if result.row["val_accuracy"] < CHANCE_LEVEL:
             summary.at_chance.append(
-                f"grid point {point.grid_id}: val_accuracy {result.row['val_accuracy']:.3f}; "
+                f"{label}: val_accuracy {result.row['val_accuracy']:.3f}; "
                 f"narrowest dense layer {min(point.neurons)} units, narrowest conv block "
                 f"{min(point.filters)} filters"
             )
-            echo(f"  warning: grid point {point.grid_id} stayed at chance level ({summary.at_chance[-1]})")
+            echo(f"  warning: {label} stayed at chance level ({summary.at_chance[-1]})")
         update_metrics_csv(study, run_dir)
-        progress.finish(point, seconds=result.row["wall_seconds"], row=result.row)
+        progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
 
     update_metrics_csv(study, run_dir)  # also brings in what other workers and machines finished
     summary.completed = len(completed_rows(study))
@@ -360,20 +378,24 @@ def _tell_completed(
     return True
 
 
-def _remaining(study: optuna.Study, points: list[GridPoint]) -> list[int]:
+def _label(unit: tuple[int, int]) -> str:
+    gid, repeat = unit
+    return f"grid point {gid}" + (f" repeat {repeat}" if repeat else "")
+
+
+def _remaining(study: optuna.Study) -> list[tuple[int, int]]:
+    """(grid id, repeat) of the waiting trials, in grid order."""
     from optuna.trial import TrialState
 
-    waiting = {
-        grid_id_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    }
-    return [p.grid_id for p in points if p.grid_id in waiting]
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return sorted({u for u in map(unit_of, waiting) if u is not None})
 
 
-def _running(study: optuna.Study) -> list[int]:
+def _running(study: optuna.Study) -> list[tuple[int, int]]:
     from optuna.trial import TrialState
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return sorted(g for g in map(grid_id_of, running) if g is not None)
+    return sorted(u for u in map(unit_of, running) if u is not None)
 
 
 def check_data_dir(data_dir: Path) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .errors import BcParetoError
 from .progress import clock
-from .search import STALE_REASON, grid_id_of
+from .search import STALE_REASON, unit_of
 from .storage import open_storage, redact
 
 if TYPE_CHECKING:
@@ -16,11 +16,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StudyStatus:
-    """Where one study stands, per grid point (a point counts once, by its best trial)."""
+    """Where one study stands, per model: a grid point, or with --repeats each (point, repeat),
+    counts once, by its best trial."""
 
     name: str
     grid: str  # the sheet's file name, "" when unknown
-    grid_size: int
+    grid_size: int  # models the study trains: grid points x repeats
     completed: int
     waiting: int
     running: list[str]  # "grid point 2 (trial 5) on host:pid for 0:00:12"
@@ -29,7 +30,7 @@ class StudyStatus:
 
     @property
     def remaining(self) -> int:
-        """Points a search would still train: not completed and not failed."""
+        """Models a search would still train: not completed and not failed."""
         return self.grid_size - self.completed - len(self.failed)
 
 
@@ -52,15 +53,16 @@ def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus
     now = datetime.now()
     result = []
     for frozen in studies:
-        by_point: dict[int, list[optuna.trial.FrozenTrial]] = {}
+        by_point: dict[tuple[int, int], list[optuna.trial.FrozenTrial]] = {}
         for trial in storage.get_all_trials(frozen._study_id, deepcopy=False):
-            gid = grid_id_of(trial)
-            if gid is not None:
-                by_point.setdefault(gid, []).append(trial)
+            unit = unit_of(trial)
+            if unit is not None:
+                by_point.setdefault(unit, []).append(trial)
         completed = waiting = n_failed = 0
         running: list[str] = []
         failed: list[str] = []
-        for gid, trials in sorted(by_point.items()):
+        for (gid, repeat), trials in sorted(by_point.items()):
+            what = f"grid point {gid}" + (f" repeat {repeat}" if repeat else "")
             states = [t.state for t in trials]
             n_failed += states.count(TrialState.FAIL)
             if TrialState.COMPLETE in states:
@@ -68,18 +70,19 @@ def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus
             elif TrialState.RUNNING in states:
                 t = next(t for t in trials if t.state == TrialState.RUNNING)
                 age = clock((now - t.datetime_start).total_seconds()) if t.datetime_start else "?"
-                running.append(f"grid point {gid} (trial {t.number}) on "
+                running.append(f"{what} (trial {t.number}) on "
                                f"{t.user_attrs.get('worker', '?')} for {age}")
             elif TrialState.WAITING in states:
                 waiting += 1
             elif TrialState.FAIL in states:
                 t = max((t for t in trials if t.state == TrialState.FAIL), key=lambda t: t.number)
                 reason = t.user_attrs.get("fail_reason") or STALE_REASON
-                failed.append(f"grid point {gid} (trial {t.number}): {reason.splitlines()[0][:200]}")
+                failed.append(f"{what} (trial {t.number}): {reason.splitlines()[0][:200]}")
         result.append(StudyStatus(
             name=frozen.study_name,
             grid=str(frozen.user_attrs.get("grid", "")),
-            grid_size=int(frozen.user_attrs.get("grid_size", len(by_point))),
+            grid_size=int(frozen.user_attrs.get("grid_size", len(by_point)))
+            * int(frozen.user_attrs.get("repeats", 1)),
             completed=completed, waiting=waiting, running=running, failed=failed,
             retried=n_failed - len(failed),
         ))

@@ -87,21 +87,27 @@ def train_and_evaluate(
     config: TrainConfig,
     data: DataSplits,
     model_dir: Path | None = None,
+    repeat: int = 0,
     verbose: int = 2,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrialResult:
-    """Train one grid point on data.train, validate on data.val, report on data.test."""
+    """Train one grid point on data.train, validate on data.val, report on data.test.
+
+    ``repeat`` r > 0 trains the same point again with another seed (``--repeats``): the spread
+    between repeats is the run-to-run noise of its figures."""
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     # settings
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed + point.grid_id)
+    seed = config.seed + point.grid_id + 1000 * repeat
+    keras.utils.set_random_seed(seed)
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
 
     # data
     train, val = data.train, data.val
-    train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment, seed=config.seed)
+    train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment,
+                                seed=config.seed + 1000 * repeat)
     val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
 
@@ -141,7 +147,8 @@ def train_and_evaluate(
     model_path = None
     if model_dir is not None:
         model_path = save_models(
-            model_dir, point.grid_id, model=model, int8=edge.tflite_models["int8"] if edge else None
+            model_dir, point.grid_id, repeat=repeat, model=model,
+            int8=edge.tflite_models["int8"] if edge else None,
         )
 
     row: dict[str, Any] = {
@@ -151,6 +158,8 @@ def train_and_evaluate(
         "val_accuracy": last["val_accuracy"],
         "model_size(MB)": size_mb,
         **point.params(),
+        "repeat": repeat,
+        "seed": seed,
         "n_params": measures.n_params,
         "float32_mb": measures.float32_mb,
         "macs": measures.macs,

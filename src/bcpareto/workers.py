@@ -142,7 +142,7 @@ class WorkersOutcome:
 def search_in_workers(
     points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
     data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
-    retry_failed: bool, echo: Callable[[str], None] = print,
+    retry_failed: bool, repeats: int = 1, echo: Callable[[str], None] = print,
 ) -> WorkersOutcome:
     """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
 
@@ -157,7 +157,8 @@ def search_in_workers(
     started = time.perf_counter()
     check_data_dir(data_dir)
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
-                        storage_url=storage_url, study_name=study_name, retry_failed=retry_failed)
+                        storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
+                        repeats=repeats)
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     exits, interrupted = run_workers(
         [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
