@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,13 +142,29 @@ def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, ti
     assert row["cell_crop"] == "144" and card["training_config"]["cell_crop"] == 144
     assert "144x144-pixel window" in card["frame_to_input"] and "32x32" in card["frame_to_input"]
 
+    # a device implementer's view: the frames themselves, through the exported reference
+    # preprocess.py alone (bcpareto blocked from importing) and the exported int8 file
     config = load_config("default", image_size=32, epochs=1, limit_per_class=4)
     test = load_data_for(BLOOD_CELLS, config).test
+    script = (
+        "import sys, json, numpy as np\n"
+        "sys.modules['bcpareto'] = None  # the reference must need nothing from bcpareto\n"
+        f"sys.path.insert(0, {str(out)!r})\n"
+        "import preprocess\n"
+        f"settings = preprocess.input_settings({str(out / 'model_card.json')!r})\n"
+        "paths = json.loads(sys.stdin.read())\n"
+        f"np.save({str(tmp_path / 'frames.npy')!r}, "
+        "np.stack([preprocess.decode_image(p, **settings) for p in paths]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(list(test.paths)),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    frames = np.load(tmp_path / "frames.npy")
     interpreter = Interpreter(model_path=str(next(out.glob("*.tflite"))))
     interpreter.allocate_tensors()
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     predicted = []
-    for image in test.images:
+    for image in frames:
         interpreter.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
         interpreter.invoke()
         predicted.append(int(np.argmax(interpreter.get_tensor(outp["index"])[0])))

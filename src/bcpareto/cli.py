@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
 from .errors import BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, TrialFailed
+from .quiet import VERBOSE_ENV
 
 DEFAULT_GRID = "hyper_parameters.xlsx"
 
@@ -41,7 +42,9 @@ def _errors() -> Iterator[None]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="bcpareto")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show TensorFlow's, absl's and XLA's own start-up logs (hidden by default).")
+def cli(verbose: bool) -> None:
     """Find the accuracy/size trade-off of small white-blood-cell CNNs.
 
     \b
@@ -50,6 +53,8 @@ def cli() -> None:
       bcpareto search --epochs 10        train them all, log metrics_log.csv
       bcpareto plot metrics_log.csv      Pareto front -> pareto_outputs/
     """
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # also for the worker processes of --workers N
 
 
 def _preset_options(func: Any) -> Any:
@@ -115,8 +120,10 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool) -> No
 
 def _h5_mb(point: Any, config: Any) -> float:
     from .model import build_model, h5_size_mb
+    from .quiet import import_tensorflow
     from .trial import compile_model
 
+    import_tensorflow()
     model = build_model(point, config=config)
     compile_model(model, config, steps_per_epoch=1)
     return h5_size_mb(model)
@@ -188,13 +195,16 @@ def search(
         except TrialFailed as exc:
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
-        _quiet_tensorflow()
         signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
         try:
+            if workers == 1:  # the parent of --workers N trains nothing: no TensorFlow there
+                from .quiet import import_tensorflow
+
+                click.echo(f"Device: {import_tensorflow()}")
             if workers > 1:
                 outcome = search_in_workers(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
@@ -213,7 +223,7 @@ def search(
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
                        "command again to resume.", err=True)
-            sys.exit(130)
+            sys.exit(_interrupted_exit_code())
         except Exception as exc:  # the storage failing mid-search: say so without its password
             if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg"):
                 raise
@@ -259,7 +269,7 @@ def _finish_workers(outcome: Any, *, run_dir: Path) -> None:
     if outcome.interrupted:
         click.echo("Interrupted: running models are marked not completed; run the same command "
                    "again to resume.", err=True)
-        sys.exit(130)
+        sys.exit(_interrupted_exit_code())
     if state.failed:
         click.echo(f"{len(state.failed)} failed:\n  " + "\n  ".join(state.failed), err=True)
     bad = [e for e in outcome.exits if e.returncode != 0]
@@ -397,13 +407,14 @@ def export_command(
     the split each comes from, file sizes, latency and how it was measured, and the training
     configuration.
     """
-    _quiet_tensorflow()
     from .export import export_trial
+    from .quiet import import_tensorflow
     from .runs import find_trial
 
     with _errors():
-        paths = export_trial(find_trial(run_dir, grid_id, study=study_name, repeat=repeat),
-                             fmt=fmt, out_dir=out_dir)
+        trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
+        import_tensorflow()
+        paths = export_trial(trial, fmt=fmt, out_dir=out_dir)
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
 
@@ -439,12 +450,17 @@ def status(run_dir: Path, storage: str | None, study_name: str | None) -> None:
         click.echo("Failed points stay failed: `bcpareto search --retry-failed` trains them again.")
 
 
+_SIGNALLED: list[int] = []  # the signal that stopped the search, when it was not Ctrl-C
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _interrupted_exit_code() -> int:
+    """128 + the signal's number, as shells report it: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (_SIGNALLED[-1] if _SIGNALLED else signal.SIGINT)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from .config import TrainConfig
 from .dataset import CLASSES, cross_split_duplicates, find_split
 from .errors import DataError
+from .preprocess import LOCATOR_VERSION, crop_cell, decode_image, locate_cell  # noqa: F401 - public here too
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -275,74 +276,6 @@ def _write_cache(key: str, decoded: _Decoded) -> None:
             for child in tmp.iterdir():
                 child.unlink()
             tmp.rmdir()
-
-
-# Bump when locate_cell changes: cached crops made by another version are then decoded again.
-LOCATOR_VERSION = 1
-
-
-def locate_cell(rgb: np.ndarray) -> tuple[int, int]:
-    """(row, column) of the stained white cell in an RGB uint8 frame (H, W, 3).
-
-    Wright/Giemsa stain leaves the white cell's nucleus purple (blue well above red), red cells
-    pink and the background pale. On a 4x-reduced frame, pixels with blue - red > 25 and
-    green < 170 are counted as stain, and the centre of the 64x64-source-pixel box holding the
-    most stain wins: a box, not a centroid, so that stray platelets (small purple dots) cannot
-    pull it off the cell. Without any stain the frame's centre is returned. Only numpy passes over
-    a 60x80 array, so an edge device can run it in front of the model.
-    """
-    height, width = rgb.shape[:2]
-    step = 4
-    small = rgb[: height - height % step or height, : width - width % step or width].astype(np.int16)
-    if small.shape[0] >= step and small.shape[1] >= step:
-        h, w = small.shape[0] // step, small.shape[1] // step
-        small = small.reshape(h, step, w, step, 3).mean(axis=(1, 3))
-    else:
-        step = 1
-    red, green, blue = small[..., 0], small[..., 1], small[..., 2]
-    stain = ((blue - red > 25) & (green < 170)).astype(np.int32)
-    if not stain.any():
-        return height // 2, width // 2
-    half = max(1, 32 // step)
-    rows, cols = stain.shape
-    summed = np.pad(stain, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # integral image
-    y0 = np.clip(np.arange(rows) - half, 0, rows)[:, None]
-    y1 = np.clip(np.arange(rows) + half, 0, rows)[:, None]
-    x0 = np.clip(np.arange(cols) - half, 0, cols)[None, :]
-    x1 = np.clip(np.arange(cols) + half, 0, cols)[None, :]
-    boxes = summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]
-    y, x = np.unravel_index(int(np.argmax(boxes)), boxes.shape)
-    return int(y * step + step // 2), int(x * step + step // 2)
-
-
-def crop_cell(rgb: np.ndarray, size: int) -> np.ndarray:
-    """A size x size window of ``rgb`` centred on ``locate_cell``, shifted to stay inside the frame
-    (smaller frames give a window of their shorter side)."""
-    height, width = rgb.shape[:2]
-    size = min(size, height, width)
-    y, x = locate_cell(rgb)
-    top = min(max(y - size // 2, 0), height - size)
-    left = min(max(x - size // 2, 0), width - size)
-    return rgb[top : top + size, left : left + size]
-
-
-def decode_image(path: Path, *, image_size: int, color_mode: str, cell_crop: int = 0) -> np.ndarray:
-    """One file -> uint8 (S, S, C). Any mode (CMYK, palette, grayscale, RGBA) is converted.
-
-    ``cell_crop``: cut a window of that many source pixels around the stained cell first (the
-    stain is found in colour, also for grayscale output)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        if cell_crop:
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-            img = Image.fromarray(np.ascontiguousarray(crop_cell(rgb, cell_crop)))
-        else:
-            img.draft("RGB" if color_mode == "rgb" else "L", (image_size, image_size))  # DCT scaling
-        img = img.convert("RGB" if color_mode == "rgb" else "L")
-        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        array = np.asarray(img, dtype=np.uint8)
-    return array[..., None] if array.ndim == 2 else array
 
 
 def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: str,

@@ -34,6 +34,7 @@ MODEL_FILES = {
     "tflite-int8": "model_int8.tflite",
 }
 CARD_FILE = "model_card.json"
+PREPROCESS_FILE = "preprocess.py"  # written beside every exported model
 # Keys the caller must put in the card: what the outputs mean, how good the model is, how it was made.
 REQUIRED_CARD_KEYS = ("class_names", "metrics", "training_config")
 # Keys export computes from the written file; a caller's value would silently disagree, so refuse it.
@@ -243,14 +244,25 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
         "frame_to_input": _frame_to_input(record["config"]),
     }
     tflite = trial.int8_model.read_bytes() if fmt == "tflite-int8" else None
-    return export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite)
+    paths = export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite)
+    reference = Path(out_dir) / PREPROCESS_FILE  # the frame -> input code training used, verbatim
+    write_atomic(reference, (Path(__file__).parent / "preprocess.py").read_bytes())
+    return [*paths, reference]
 
 
 def _frame_to_input(config: Mapping[str, Any]) -> str:
     """How a camera frame became the model's input in training: the device must do the same."""
     side = config.get("image_size")
     mode = "grayscale" if config.get("color_mode") == "grayscale" else "RGB"
+    reference = f" Reference code (numpy and Pillow only): {PREPROCESS_FILE} beside this card."
     if config.get("cell_crop"):
-        return (f"{mode}; a {config['cell_crop']}x{config['cell_crop']}-pixel window of the frame centred "
-                f"on the stained cell (bcpareto.data.crop_cell), resized bilinearly to {side}x{side}")
-    return f"{mode}; the whole frame resized bilinearly to {side}x{side}"
+        crop = config["cell_crop"]
+        return (
+            f"{mode}; a {crop}x{crop}-pixel window of the frame centred on the stained cell, resized "
+            f"bilinearly to {side}x{side}. The cell: on the frame reduced 4x by averaging 4x4 blocks, "
+            "pixels with blue - red > 25 and green < 170 are stain; the centre of the 64x64-source-pixel "
+            "box holding the most stain pixels (first in row-major order on ties) is the cell's centre "
+            "(no stain: the frame's centre); the window is shifted to stay inside the frame."
+            + reference
+        )
+    return f"{mode}; the whole frame resized bilinearly to {side}x{side}." + reference

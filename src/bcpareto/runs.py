@@ -120,7 +120,7 @@ def find_trial(
         raise BcParetoError(
             f"no finished trial for {what} under {runs}"
             + (f" in study {study!r}" if study else "")
-            + (f"; finished: {', '.join(k.replace('_r', ' repeat ') for k in known)}" if known
+            + (f"; finished grid points: {', '.join(k.replace('_r', ' repeat ') for k in known)}" if known
                else "; run `bcpareto search` first")
         )
     if len(found) > 1:

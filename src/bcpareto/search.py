@@ -28,6 +28,7 @@ from .errors import BcParetoError, DataError, TrialFailed
 from .gridspec import GridPoint
 from .metrics_log import completed_rows, update_metrics_csv
 from .model import cost
+from .pausepoints import pause_point
 from .progress import Progress, calibrate
 from .runs import save_record, study_dir
 from .storage import HEARTBEAT_SECONDS, default_storage_url, open_storage, redact, storage_lock
@@ -281,6 +282,7 @@ def run_search(
 
     artefacts = study_dir(run_dir, name)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    pause_point("queued")
     waiting_for: list[tuple[int, int]] = []
     while True:
         with storage_lock(storage, url, name):
@@ -343,6 +345,7 @@ def run_search(
                 f"{min(point.filters)} filters"
             )
             echo(f"  warning: {label} stayed at chance level ({summary.at_chance[-1]})")
+        pause_point("csv")
         update_metrics_csv(study, run_dir)
         progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
 

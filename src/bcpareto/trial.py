@@ -20,6 +20,7 @@ from .dataset import CLASSES
 from .errors import TrialFailed
 from .gridspec import GridPoint
 from .model import build_model, cost, h5_size_mb
+from .pausepoints import pause_point
 from .runs import save_models
 
 # The earlier version's columns, first and unchanged (names included) so its logs and ours line up.
@@ -120,6 +121,7 @@ def train_and_evaluate(
     callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, logs)))
+    pause_point("train")
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
     ).history
@@ -138,6 +140,7 @@ def train_and_evaluate(
     if config.edge_metrics:
         from .edge import measure_edge
 
+        pause_point("convert")
         edge = measure_edge(
             model, train_images=train.images, test_images=data.test.images,
             test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,

@@ -150,6 +150,7 @@ def search_in_workers(
     the study's name is added, so every worker joins the study queued here.
     """
     from .metrics_log import update_metrics_csv
+    from .pausepoints import pause_point
     from .search import check_data_dir, open_study
     from .status import study_status
     from .storage import redact
@@ -160,6 +161,7 @@ def search_in_workers(
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
                         repeats=repeats)
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
+    pause_point("queued")
     exits, interrupted = run_workers(
         [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
     )

@@ -1,0 +1,28 @@
+"""Pause points: let a test stop a search at a named phase, so it can signal it there, not by luck.
+
+With BCPARETO_PAUSE_AT=<phase>[,<phase>...] and BCPARETO_PAUSE_DIR=<folder>, a process reaching
+one of those phases writes ``<folder>/<phase>.<pid>`` and sleeps (up to a minute) so the test can
+send SIGINT or SIGTERM at exactly that point. Unset (always, outside tests) it does nothing.
+Phases: queued (study queued, no trial claimed yet; the --workers parent before starting
+workers), train (a trial claimed and running, before fit), convert (before the TFLite
+conversion), csv (a trial told complete, before metrics_log.csv is rewritten).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PHASES = ("queued", "train", "convert", "csv")
+
+
+def pause_point(phase: str) -> None:
+    wanted = os.environ.get("BCPARETO_PAUSE_AT")
+    if not wanted or phase not in wanted.split(","):
+        return
+    folder = Path(os.environ.get("BCPARETO_PAUSE_DIR") or ".")
+    (folder / f"{phase}.{os.getpid()}").write_text("")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the signal's KeyboardInterrupt ends this sleep
+        time.sleep(0.05)
