@@ -89,33 +89,48 @@ def _load(xlsx: Path | None, preset: str, **overrides: Any) -> tuple[Path, list[
 @_preset_options
 @click.option("--h5", is_flag=True, help="Also build each model and measure its .h5 size the earlier "
               "way (MiB, right after compile): the seed logs' model_size(MB). Needs TensorFlow.")
-def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the grid as JSON (one object per point).")
+def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_json: bool) -> None:
     """Print the grid XLSX expands to (default: the preset's grid, else hyper_parameters.xlsx).
 
     One line per model, without training: id, dense layers, neurons, filters, kernel sizes,
     parameter count, float32 size in MiB and multiply-adds per image at the preset's input size.
     """
+    import json
+
     from .model import cost
 
     with _errors():
         path, points, config = _load(xlsx, preset, image_size=image_size)
-        click.echo(f"{path}: {len(points)} grid points at {config.image_size}x{config.image_size}"
-                   f"x{config.channels} (preset '{config.name}', padding '{config.padding}')")
-        header = f"{'id':>3} {'dense':>5}  {'neurons':<28} {'filters':<28} {'kernels':<14} {'n_params':>10} {'f32_mb':>7} {'MMACs':>8}"
-        click.echo(header + ("  h5_mb" if h5 else ""))
+        entries = []
         for point in points:
-            p = point.params()
+            entry: dict[str, Any] = point.params()
             try:
                 c = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
-                figures = f"{c.n_params:>10,} {c.float32_mb:>7.3f} {c.macs / 1e6:>8.1f}"
             except TrialFailed as exc:
-                click.echo(f"{point.grid_id:>3} {p['dense_layers']:>5}  {p['neurons']:<28} {p['filters']:<28} "
-                           f"{p['kernel_sizes']:<14} collapses: {str(exc).split('; ')[-1]}")
-                continue
-            line = f"{point.grid_id:>3} {p['dense_layers']:>5}  {p['neurons']:<28} {p['filters']:<28} {p['kernel_sizes']:<14} {figures}"
-            if h5:
-                line += f"  {_h5_mb(point, config):.3f}"
-            click.echo(line)
+                entry["collapses"] = str(exc).split("; ")[-1]
+            else:
+                entry.update(n_params=c.n_params, float32_mb=c.float32_mb, macs=c.macs)
+                if h5:
+                    entry["h5_mb"] = _h5_mb(point, config)
+            entries.append(entry)
+    if as_json:
+        click.echo(json.dumps({"grid": str(path), "preset": config.name, "image_size": config.image_size,
+                               "channels": config.channels, "padding": config.padding,
+                               "points": entries}, indent=2))
+        return
+    click.echo(f"{path}: {len(points)} grid points at {config.image_size}x{config.image_size}"
+               f"x{config.channels} (preset '{config.name}', padding '{config.padding}')")
+    header = (f"{'id':>3} {'dense':>5}  {'neurons':<28} {'filters':<28} {'kernels':<14} {'n_params':>10} "
+              f"{'f32_mb':>7} {'MMACs':>8}")
+    click.echo(header + ("  h5_mb" if h5 else ""))
+    for e in entries:
+        line = f"{e['grid_id']:>3} {e['dense_layers']:>5}  {e['neurons']:<28} {e['filters']:<28} {e['kernel_sizes']:<14}"
+        if "collapses" in e:
+            click.echo(f"{line} collapses: {e['collapses']}")
+            continue
+        line += f" {e['n_params']:>10,} {e['float32_mb']:>7.3f} {e['macs'] / 1e6:>8.1f}"
+        click.echo(line + (f"  {e['h5_mb']:.3f}" if h5 else ""))
 
 
 def _h5_mb(point: Any, config: Any) -> float:
@@ -424,14 +439,23 @@ def export_command(
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="Optuna storage URL [default: sqlite file bcpareto.db in --run-dir].")
 @click.option("--study", "study_name", metavar="NAME", help="Only this study [default: all].")
-def status(run_dir: Path, storage: str | None, study_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the studies as JSON, for scripts and dashboards.")
+def status(run_dir: Path, storage: str | None, study_name: str | None, as_json: bool) -> None:
     """Completed, running, failed and remaining grid points of each study in the storage."""
+    import dataclasses
+    import json
+
     from .status import study_status
     from .storage import default_storage_url, redact
 
     url = storage or default_storage_url(run_dir)
     with _errors():
         studies = study_status(url, study_name=study_name)
+    if as_json:
+        click.echo(json.dumps({"storage": redact(url), "studies": [
+            {**dataclasses.asdict(s), "remaining": s.remaining} for s in studies
+        ]}, indent=2))
+        return
     click.echo(f"Storage: {redact(url)}")
     if not studies:
         click.echo("  no studies yet")
