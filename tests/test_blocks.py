@@ -189,6 +189,28 @@ def test_an_earlier_sheet_with_block_columns_left_blank_is_unchanged(tmp_path: P
     assert [list(p.params()) for p in read_grid(new)] == [list(GridPoint(0, (1,), (1,), (1,)).params())] * 2
 
 
+def test_zero_dense_layers_put_the_softmax_after_the_pooling(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path / "g.xlsx", [HEADER[:4], ["[0, 1]", "[[], [8]]", "[[4, 8]]", "[3, 3]"]])
+    points = read_grid(path)
+    assert [p.neurons for p in points] == [(), (8,)] and points[0].dense_layers == 0
+    assert points[0].params()["neurons"] == "[]"
+    model = build_model(points[0], config=load_config("edge", image_size=32))
+    assert model.count_params() == cost(points[0], image_size=32, channels=3, padding="same").n_params
+
+
+@pytest.mark.parametrize("dense,neurons,fragments", [
+    ("[-1]", "[[8]]", ["cell A2", "-1, not a non-negative integer"]),
+    ("[1]", "[[]]", ["cell B2", "list 1 has 0 entries but its dense-layer count is 1"]),
+    ("[0]", "[[8]]", ["cell B2", "list 1 has 1 entries but its dense-layer count is 0"]),
+])
+def test_bad_zero_dense_cells_exit_2(tmp_path: Path, dense: str, neurons: str, fragments: list[str]) -> None:
+    path = write_sheet(tmp_path / "bad.xlsx", [HEADER[:4], [dense, neurons, "[[4, 8]]", "[3, 3]"]])
+    result = CliRunner().invoke(cli, ["grid", str(path)])
+    assert result.exit_code == 2, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
 BAD_CELLS = {
     "unknown block": (4, "[conv, resnet]", ["cell E2 (block)", "'resnet' is not a block type",
                                             "conv, separable, inverted_residual"]),

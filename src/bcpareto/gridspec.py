@@ -6,7 +6,8 @@ The sheet has four required columns; each data cell holds a Python-literal list 
 - ``dense_layers`` [d1, d2, ...] is zipped with ``neurons`` [[n, ...], ...]: the i-th dense-layer
   count goes with the i-th neuron list, whose length must equal that count;
 - each such pair is crossed with every list in ``filters`` (one conv block per entry);
-- ``kernel_sizes`` is zipped with each filter list (a 5-filter list takes the first 5 sizes).
+- ``kernel_sizes`` is zipped with each filter list (a 5-filter list takes the first 5 sizes);
+- a dense-layer count of 0 with the neuron list [] puts the softmax right after the pooling.
 
 So one row with 6 dense pairs and 4 filter lists gives 24 grid points, numbered 0..23 in that loop
 order (dense pair outer, filter list inner), which is also the row order of the earlier logs.
@@ -87,9 +88,9 @@ _BLOCK_ALIASES = {
 DEFAULT_EXPANSION = 6  # MobileNetV2's expansion ratio
 
 _EXPECTED = {
-    "dense_layers": "a list of positive integers, e.g. [2, 3]",
-    "neurons": "a list of lists of positive integers, one list per dense-layer count, "
-    "e.g. [[250, 300], [380, 430, 477]]",
+    "dense_layers": "a list of dense-layer counts (0: none), e.g. [2, 3]",
+    "neurons": "a list of lists of positive integers, one list per dense-layer count "
+    "([] for 0), e.g. [[250, 300], [380, 430, 477]]",
     "filters": "a list of lists of positive integers, one list per model family, "
     "e.g. [[70, 80, 100], [128, 150, 180]]",
     "kernel_sizes": "a list of positive integers, at least as long as the longest filter list, "
@@ -313,13 +314,16 @@ def _parse_cell(raw: object, name: str) -> tuple[Any, str | None]:
     if not isinstance(value, (list, tuple)) or not value:
         return None, f"{raw.strip()!r} is not a non-empty list"
     items = value if nested else [value]
+    # 0 dense layers (an empty neuron list): the pooled features go straight to the softmax
+    least = 0 if name == "dense_layers" else 1
     for i, item in enumerate(items, start=1):
         label = f"list {i}" if nested else "the list"
-        if not isinstance(item, (list, tuple)) or not item:
+        if not isinstance(item, (list, tuple)) or not (item or name == "neurons"):
             return None, f"{label} ({item!r}) is not a non-empty list"
-        bad = [v for v in item if isinstance(v, bool) or not isinstance(v, int) or v <= 0]
+        bad = [v for v in item if isinstance(v, bool) or not isinstance(v, int) or v < least]
         if bad:
-            return None, f"{label} has {bad[0]!r}, not a positive integer"
+            kind = "a non-negative integer" if least == 0 else "a positive integer"
+            return None, f"{label} has {bad[0]!r}, not {kind}"
     if nested:
         return [tuple(v) for v in value], None
     return tuple(value), None
