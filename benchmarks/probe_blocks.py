@@ -1,8 +1,8 @@
 """Where the bytes of a small int8 TFLite file go, and the int8 size of every point of a sheet.
 
-Builds each model untrained (the file's size does not depend on the weights' values: the same
-tensors, quantisation records and ops are written whatever they hold), converts it to full-integer
-int8 with bcpareto's own converter (calibrated on random pixels), and splits the flatbuffer into:
+Builds each model untrained, with random BatchNorm statistics (see _like_trained), converts it
+to full-integer int8 with bcpareto's own converter (calibrated on random pixels), and splits the
+flatbuffer into:
 
   weights      int8 kernel bytes (conv, depthwise, dense)
   biases       int32 bias bytes (BatchNorm is folded into them)
@@ -42,11 +42,29 @@ def int8_bytes(point: GridPoint, *, config: Any) -> bytes:
     from bcpareto.export import convert
 
     model = build_model(point, config=config)
+    _like_trained(model)
     shape = (32, config.image_size, config.image_size, config.channels)
     pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     tflite = convert(model, precision="int8", representative_images=pixels)
     keras.backend.clear_session()
     return tflite
+
+
+def _like_trained(model: Any) -> None:
+    """Give every BatchNorm layer distinct statistics, as training does.
+
+    A fresh BatchNorm (gamma 1, beta 0, mean 0, variance 1) folds into all-zero biases, which
+    the converter stores more compactly than a trained model's: 14% smaller files than the
+    trained ones in a smoke run. Random statistics reproduce the trained size.
+    """
+    import keras
+
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = (w.shape for w in layer.get_weights())
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma), rng.normal(0, 0.1, beta),
+                               rng.normal(0, 0.1, mean), rng.uniform(0.5, 1.5, variance)])
 
 
 def breakdown(tflite: bytes) -> dict[str, int]:

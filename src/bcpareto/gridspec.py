@@ -466,7 +466,7 @@ def _expand(cells: dict[str, Any], options: dict[str, Any], *, first_id: int) ->
                                     block=block,
                                     strides=own_strides,
                                     stem=int(stem),
-                                    width=float(width),
+                                    width=width,
                                     expansion=int(expansion),
                                 )
                             )
