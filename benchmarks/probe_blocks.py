@@ -16,6 +16,14 @@ and prints, for comparison, the file re-serialised without its strings (flatbuff
 
     PYTHONPATH=src python benchmarks/probe_blocks.py                      # the issue's 14,460-parameter net
     PYTHONPATH=src python benchmarks/probe_blocks.py configs/edge_grid_blocks.xlsx   # every point's int8 size
+
+Measured (TensorFlow 2.21, edge preset, 64 px): the 14,460-parameter separable net's int8 file is
+38,304 bytes (the same net trained for one epoch: 0.0367 MiB = ~38,480): int8 weights 12,600
+(32.9%), int32 biases 1,856 (4.8%), quantisation records 11,412 (29.8%: 951 scales, 24 bytes per
+output channel of every conv and depthwise layer, for its kernel and its bias), strings 5,852
+(15.3%), flatbuffer structure 6,464 (16.9%), other 120. Per-tensor instead of per-channel weight
+quantisation (converter._experimental_disable_per_channel) gives 27,392 bytes, and without strings
+20,960 (accuracy not measured). The plain 27,316-parameter net: 38,904 bytes, 69% weights.
 """
 
 from __future__ import annotations
