@@ -1,16 +1,40 @@
 """hyper_parameters.xlsx -> a list of frozen GridPoint dataclasses.
 
-The sheet has four columns; each data cell holds a Python-literal list written by hand (trailing
-commas, spaces and tabs are fine). Semantics, kept from the earlier version:
+The sheet has four required columns; each data cell holds a Python-literal list written by hand
+(trailing commas, spaces and tabs are fine). Semantics, kept from the earlier version:
 
 - ``dense_layers`` [d1, d2, ...] is zipped with ``neurons`` [[n, ...], ...]: the i-th dense-layer
   count goes with the i-th neuron list, whose length must equal that count;
 - each such pair is crossed with every list in ``filters`` (one conv block per entry);
-- ``kernel_sizes`` is zipped with each filter list (a 5-filter list takes the first 5 sizes).
+- ``kernel_sizes`` is zipped with each filter list (a 5-filter list takes the first 5 sizes);
+- a dense-layer count of 0 with the neuron list [] puts the softmax right after the pooling.
 
 So one row with 6 dense pairs and 4 filter lists gives 24 grid points, numbered 0..23 in that loop
 order (dense pair outer, filter list inner), which is also the row order of the earlier logs.
-Further non-empty rows add more grid points, numbered on. No TensorFlow here.
+Further non-empty rows add more grid points, numbered on.
+
+Optional columns choose the block type and its shape. A sheet without them, or a blank cell in
+one, means the default, which is the earlier model exactly:
+
+- ``block`` [conv, separable, inverted_residual] (default conv): what each entry of a filter list
+  builds. conv: Conv2D + ReLU, then a 2x2 max-pool (the earlier block). separable: a depthwise
+  conv + BatchNorm + ReLU, then a 1x1 conv + BatchNorm + ReLU (MobileNet). inverted_residual:
+  1x1 expansion + depthwise + linear 1x1 projection, each with BatchNorm, ReLU6 after the first
+  two, and a skip connection when the block keeps the shape (MobileNetV2). Words need no quotes.
+- ``strides`` [2, 1, 2, ...] (default: 2 for every block): zipped with each filter list like
+  ``kernel_sizes``; 2 halves the feature map in that block (conv: the max-pool; the others: a
+  stride-2 depthwise conv), 1 keeps its size (conv: no pool).
+- ``stem`` [0, 16] (default 0 = none): filters of a 3x3 stride-2 conv + BatchNorm + ReLU before
+  the first block, which halves the input at once.
+- ``width`` [0.5, 1] (default 1): multiplies every filter count and the stem (rounded, at
+  least 1), so one filter list gives a family of sizes.
+- ``expansion`` [6] (default 6): inverted_residual only; the 1x1 expansion makes
+  expansion x input channels (1: no expansion conv).
+
+Within a row everything is crossed: each block type x dense pair x filter list x stem x width
+(x expansion, for inverted_residual only). Loop order: block outer, then the earlier dense pair
+and filter list, then stem, width and expansion inner; the earlier sheets' points keep their
+numbers. For families that should not be crossed, use another row. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -45,45 +69,115 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "kernel_sizes": ("kernel size", "kernel sizes", "kernel_sizes"),
 }
 
+# Optional columns (block type and shape); absent or blank means the earlier model.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "block": ("block", "blocks", "block type", "block types"),
+    "strides": ("strides", "stride"),
+    "stem": ("stem", "stem filters"),
+    "width": ("width", "width multiplier", "widths"),
+    "expansion": ("expansion", "expansion ratio", "expansions", "expand ratio"),
+}
+
+BLOCK_TYPES = ("conv", "separable", "inverted_residual")
+# Other spellings of the block types, after lower-casing and turning spaces and '-' into '_'.
+_BLOCK_ALIASES = {
+    "plain": "conv", "conv2d": "conv", "sep": "separable", "depthwise_separable": "separable",
+    "separable_conv": "separable", "ir": "inverted_residual", "mbconv": "inverted_residual",
+    "mobilenetv2": "inverted_residual",
+}
+DEFAULT_EXPANSION = 6  # MobileNetV2's expansion ratio
+
 _EXPECTED = {
-    "dense_layers": "a list of positive integers, e.g. [2, 3]",
-    "neurons": "a list of lists of positive integers, one list per dense-layer count, "
-    "e.g. [[250, 300], [380, 430, 477]]",
+    "dense_layers": "a list of dense-layer counts (0: none), e.g. [2, 3]",
+    "neurons": "a list of lists of positive integers, one list per dense-layer count "
+    "([] for 0), e.g. [[250, 300], [380, 430, 477]]",
     "filters": "a list of lists of positive integers, one list per model family, "
     "e.g. [[70, 80, 100], [128, 150, 180]]",
     "kernel_sizes": "a list of positive integers, at least as long as the longest filter list, "
     "e.g. [7, 5, 5, 3]",
+    "block": f"a list of block types out of {', '.join(BLOCK_TYPES)}, e.g. [conv, separable]",
+    "strides": "a list of strides, each 1 or 2, at least as long as the longest filter list, "
+    "e.g. [2, 1, 2, 1]",
+    "stem": "a list of stem filter counts, each 0 (no stem) or a positive integer, e.g. [0, 16]",
+    "width": "a list of positive width multipliers, e.g. [0.5, 1, 1.5]",
+    "expansion": "a list of positive integers, e.g. [4, 6], in a row with an inverted_residual "
+    "block",
 }
 
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One model of the grid: conv blocks (filters, kernel sizes) then dense layers."""
+    """One model of the grid: an optional stem, blocks (filters, kernel sizes), dense layers.
+
+    The fields after `neurons` default to the earlier model (conv blocks, each halving the map,
+    no stem, width 1); `params()` and `describe()` name them only when they differ from it.
+    """
 
     grid_id: int
     filters: tuple[int, ...]
     kernel_sizes: tuple[int, ...]
     neurons: tuple[int, ...]
+    block: str = "conv"
+    strides: tuple[int, ...] = ()  # per block, 1 or 2; () = 2 for every block
+    stem: int = 0  # filters of a 3x3 stride-2 stem conv before the first block; 0 = none
+    width: float = 1.0  # multiplies every filter count and the stem
+    expansion: int = DEFAULT_EXPANSION  # inverted_residual only
 
     @property
     def dense_layers(self) -> int:
         return len(self.neurons)
 
+    @property
+    def block_strides(self) -> tuple[int, ...]:
+        """The stride of every block (2 where the sheet gave none)."""
+        return self.strides or (2,) * len(self.filters)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Output channels of every block: the filters times the width multiplier."""
+        return tuple(_scaled(f, self.width) for f in self.filters)
+
+    @property
+    def stem_channels(self) -> int:
+        return _scaled(self.stem, self.width) if self.stem else 0
+
     def params(self) -> dict[str, Any]:
-        """The architecture as plain values (Optuna user attrs, CSV columns)."""
-        return {
+        """The architecture as plain values (Optuna user attrs, CSV columns).
+
+        The block columns appear only when they differ from the earlier model, so a plain
+        model's columns (and the earlier logs' study fingerprints) stay the same.
+        """
+        values: dict[str, Any] = {
             "grid_id": self.grid_id,
             "dense_layers": self.dense_layers,
             "neurons": _fmt(self.neurons),
             "filters": _fmt(self.filters),
             "kernel_sizes": _fmt(self.kernel_sizes),
         }
+        if self.block != "conv":
+            values["block"] = self.block
+        if any(s != 2 for s in self.block_strides):
+            values["strides"] = _fmt(self.block_strides)
+        if self.stem:
+            values["stem"] = self.stem
+        if self.width != 1:
+            values["width"] = self.width
+        if self.block == "inverted_residual":
+            values["expansion"] = self.expansion
+        return values
 
     def describe(self) -> str:
+        extra = {k: v for k, v in self.params().items() if k in OPTIONAL_COLUMNS and k != "block"}
+        shape = "".join(f" {k} {v}" for k, v in extra.items())
+        kind = "" if self.block == "conv" else f"{self.block} "
         return (
-            f"filters {_fmt(self.filters)} k {_fmt(self.kernel_sizes)}, "
+            f"{kind}filters {_fmt(self.filters)} k {_fmt(self.kernel_sizes)}{shape}, "
             f"dense {_fmt(self.neurons)}"
         )
+
+
+def _scaled(filters: int, width: float) -> int:
+    return max(1, int(filters * width + 0.5))
 
 
 def _fmt(values: tuple[int, ...]) -> str:
@@ -104,6 +198,7 @@ def read_grid(path: Path | str) -> list[GridPoint]:
         raise GridSpecError(f"{where}: the sheet is empty; expected a header row {_header_hint()}")
 
     columns = _locate_columns(rows[0], where)
+    optional = _locate_optional_columns(rows[0], taken=set(columns.values()))
     problems: list[str] = []
     points: list[GridPoint] = []
     data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
@@ -119,10 +214,22 @@ def read_grid(path: Path | str) -> list[GridPoint]:
                 problems.append(f"{ref}: {problem}; expected {_EXPECTED[name]}")
             else:
                 cells[name] = value
+        options: dict[str, Any] = {}
+        for name, col in optional.items():
+            raw = row[col] if col < len(row) else None
+            if _blank(raw):
+                continue  # a blank optional cell means the default
+            value, problem = _OPTIONAL_PARSERS[name](raw)
+            if problem:
+                ref = f"cell {_col_letter(col)}{row_number} ({name})"
+                problems.append(f"{ref}: {problem}; expected {_EXPECTED[name]}")
+            else:
+                options[name] = value
         if len(cells) == len(columns):
             problems += _cross_check(cells, columns, row_number)
+            problems += _cross_check_options(cells, options, optional, row_number)
         if not problems:
-            points += _expand(cells, first_id=len(points))
+            points += _expand(cells, options, first_id=len(points))
     if problems:
         raise GridSpecError(f"{where}:\n  " + "\n  ".join(problems))
     return points
@@ -169,6 +276,18 @@ def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
     return found
 
 
+def _locate_optional_columns(header: tuple[Any, ...], *, taken: set[int]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for col, value in enumerate(header):
+        if _blank(value) or col in taken:
+            continue
+        norm = _normalise_header(value)
+        for name, spellings in OPTIONAL_COLUMNS.items():
+            if norm == _normalise_header(name) or norm in spellings:
+                found.setdefault(name, col)
+    return found
+
+
 def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -195,16 +314,106 @@ def _parse_cell(raw: object, name: str) -> tuple[Any, str | None]:
     if not isinstance(value, (list, tuple)) or not value:
         return None, f"{raw.strip()!r} is not a non-empty list"
     items = value if nested else [value]
+    # 0 dense layers (an empty neuron list): the pooled features go straight to the softmax
+    least = 0 if name == "dense_layers" else 1
     for i, item in enumerate(items, start=1):
         label = f"list {i}" if nested else "the list"
-        if not isinstance(item, (list, tuple)) or not item:
+        if not isinstance(item, (list, tuple)) or not (item or name == "neurons"):
             return None, f"{label} ({item!r}) is not a non-empty list"
-        bad = [v for v in item if isinstance(v, bool) or not isinstance(v, int) or v <= 0]
+        bad = [v for v in item if isinstance(v, bool) or not isinstance(v, int) or v < least]
         if bad:
-            return None, f"{label} has {bad[0]!r}, not a positive integer"
+            kind = "a non-negative integer" if least == 0 else "a positive integer"
+            return None, f"{label} has {bad[0]!r}, not {kind}"
     if nested:
         return [tuple(v) for v in value], None
     return tuple(value), None
+
+
+def _parse_blocks(raw: object) -> tuple[Any, str | None]:
+    """Block types: `separable`, `[conv, separable]` or `['conv']`; quotes are optional."""
+    if not isinstance(raw, str):
+        return None, f"{raw!r} is not a list of block types"
+    text = raw.strip()
+    if text.startswith("[") != text.endswith("]"):
+        return None, f"{text!r} has unbalanced brackets"
+    words = [w.strip().strip("'\"").strip() for w in text.strip("[]").split(",")]
+    if len(words) > 1 and not words[-1]:
+        words.pop()  # a trailing comma
+    if not any(words):
+        return None, f"{text!r} names no block type"
+    if not all(words):
+        return None, f"{text!r} has an empty entry"
+    blocks = []
+    for word in words:
+        key = re.sub(r"[\s-]+", "_", word.lower())
+        block = _BLOCK_ALIASES.get(key, key)
+        if block not in BLOCK_TYPES:
+            return None, f"{word!r} is not a block type"
+        if block in blocks:
+            return None, f"{word!r} appears twice"
+        blocks.append(block)
+    return tuple(blocks), None
+
+
+def _parse_numbers(raw: object, *, kind: str) -> tuple[Any, str | None]:
+    """A list of numbers (a bare number is a one-entry list: Excel stores `6` as a number)."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value: Any = [raw]
+    elif isinstance(raw, str):
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            return None, f"{raw.strip()!r} is not a Python-style list"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+    else:
+        return None, f"{raw!r} is not a list"
+    if not isinstance(value, (list, tuple)) or not value:
+        return None, f"{str(raw).strip()!r} is not a non-empty list"
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None, f"the list has {v!r}, not a number"
+        if kind == "stride" and (isinstance(v, float) or v not in (1, 2)):
+            return None, f"the list has {v!r}, not a stride of 1 or 2"
+        if kind in ("count", "positive") and (isinstance(v, float) or v <= 0):
+            return None, f"the list has {v!r}, not a positive integer"
+        if kind == "stem" and (isinstance(v, float) or v < 0):
+            return None, f"the list has {v!r}, not 0 or a positive integer"
+        if kind == "width" and not v > 0:
+            return None, f"the list has {v!r}, not a positive number"
+    if kind != "stride" and len(set(value)) != len(value):
+        return None, f"the list repeats {next(v for v in value if value.count(v) > 1)!r}"
+    return tuple(value), None
+
+
+_OPTIONAL_PARSERS = {
+    "block": _parse_blocks,
+    "strides": lambda raw: _parse_numbers(raw, kind="stride"),
+    "stem": lambda raw: _parse_numbers(raw, kind="stem"),
+    "width": lambda raw: _parse_numbers(raw, kind="width"),
+    "expansion": lambda raw: _parse_numbers(raw, kind="count"),
+}
+
+
+def _cross_check_options(
+    cells: dict[str, Any], options: dict[str, Any], optional: dict[str, int], row: int
+) -> list[str]:
+    problems = []
+    longest = max(len(f) for f in cells["filters"])
+    if "strides" in options and len(options["strides"]) < longest:
+        ref = f"cell {_col_letter(optional['strides'])}{row} (strides)"
+        problems.append(
+            f"{ref}: {len(options['strides'])} strides but the longest filter list has "
+            f"{longest} entries; expected at least {longest}"
+        )
+    if "expansion" in options and "inverted_residual" not in options.get("block", ("conv",)):
+        ref = f"cell {_col_letter(optional['expansion'])}{row} (expansion)"
+        blocks = ", ".join(options.get("block", ("conv",)))
+        problems.append(
+            f"{ref}: an expansion ratio, but the row's blocks are {blocks}; expected an "
+            "inverted_residual block in the row's block cell, or a blank expansion cell"
+        )
+    return problems
 
 
 def _cross_check(cells: dict[str, Any], columns: dict[str, int], row: int) -> list[str]:
@@ -233,16 +442,32 @@ def _cross_check(cells: dict[str, Any], columns: dict[str, int], row: int) -> li
     return problems
 
 
-def _expand(cells: dict[str, Any], *, first_id: int) -> list[GridPoint]:
-    points = []
-    for neurons in cells["neurons"]:
-        for filters in cells["filters"]:
-            points.append(
-                GridPoint(
-                    grid_id=first_id + len(points),
-                    filters=tuple(filters),
-                    kernel_sizes=tuple(cells["kernel_sizes"][: len(filters)]),
-                    neurons=tuple(neurons),
-                )
-            )
+def _expand(cells: dict[str, Any], options: dict[str, Any], *, first_id: int) -> list[GridPoint]:
+    points: list[GridPoint] = []
+    strides = options.get("strides", ())
+    for block in options.get("block", ("conv",)):
+        expansions = options.get("expansion", (DEFAULT_EXPANSION,))
+        if block != "inverted_residual":
+            expansions = (DEFAULT_EXPANSION,)  # only inverted_residual blocks expand
+        for neurons in cells["neurons"]:
+            for filters in cells["filters"]:
+                own_strides = tuple(strides[: len(filters)])
+                if all(s == 2 for s in own_strides):
+                    own_strides = ()  # the default: one spelling per model
+                for stem in options.get("stem", (0,)):
+                    for width in options.get("width", (1.0,)):
+                        for expansion in expansions:
+                            points.append(
+                                GridPoint(
+                                    grid_id=first_id + len(points),
+                                    filters=tuple(filters),
+                                    kernel_sizes=tuple(cells["kernel_sizes"][: len(filters)]),
+                                    neurons=tuple(neurons),
+                                    block=block,
+                                    strides=own_strides,
+                                    stem=int(stem),
+                                    width=width,
+                                    expansion=int(expansion),
+                                )
+                            )
     return points

@@ -1,6 +1,6 @@
 """GridPoint -> keras.Model, and the size and cost measures of a model.
 
-The architecture is the earlier version's, kept so its logged sizes reproduce:
+The conv family is the earlier version's architecture, kept so its logged sizes reproduce:
 
     [Rescaling 1/255]                         (preset: rescale; the earlier version had none)
     Conv2D(f0, k0, relu) -> MaxPool 2x2
@@ -9,8 +9,18 @@ The architecture is the earlier version's, kept so its logged sizes reproduce:
     per dense layer: Dense(n, relu) -> BatchNorm -> Dropout(dense_dropout)
     Dense(4, softmax)
 
+The sheet's optional columns (gridspec.py) change the part before the pooling:
+
+    stem s:            Conv2D(s, 3, stride 2, no bias) -> BatchNorm -> ReLU, before the blocks
+    stride 1 (conv):   no max-pool after that conv block
+    separable:         DepthwiseConv2D(k, stride) -> BN -> ReLU -> Conv2D(f, 1) -> BN -> ReLU
+    inverted_residual: [Conv2D(t*c, 1) -> BN -> ReLU6] (t > 1) -> DepthwiseConv2D(k, stride)
+                       -> BN -> ReLU6 -> Conv2D(f, 1) -> BN, + the input when the shape is kept
+    width w:           every filter count (and the stem) times w, rounded, at least 1
+
+Convolutions followed by BatchNorm have no bias (it would duplicate BatchNorm's beta).
 Cost measures (parameters, multiply-adds, feature-map sizes) are computed analytically, so
-`bcpareto grid` needs no TensorFlow; a test checks them against Keras.
+`bcpareto grid` needs no TensorFlow; tests check them against Keras.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
 from .errors import TrialFailed
@@ -43,21 +53,43 @@ class Cost:
 
 
 def cost(point: GridPoint, *, image_size: int, channels: int, padding: str) -> Cost:
-    """Parameters and multiply-adds per image; raises TrialFailed if a feature map collapses."""
+    """Parameters and multiply-adds per image; raises TrialFailed if a feature map collapses.
+
+    Parameters count everything Keras counts, BatchNorm's moving statistics included (4 per
+    channel). Multiply-adds count every convolution (depthwise and 1x1 included) and dense layer;
+    pooling, BatchNorm, activations and the residual additions are not multiply-adds.
+    """
     side, c_in, n_params, macs, sides = image_size, channels, 0, 0, []
-    for block, (f, k) in enumerate(zip(point.filters, point.kernel_sizes)):
-        conv_side = side - k + 1 if padding == "valid" else side
-        pooled = conv_side // 2
-        if conv_side < 1 or pooled < 1:
-            need = min_image_size(point, padding=padding)
-            raise TrialFailed(
-                f"grid point {point.grid_id} ({point.describe()}): the feature map collapses in "
-                f"conv block {block + 1} at {image_size} px ({side}x{side} in, kernel {k}, "
-                f"padding '{padding}'); it needs an image size of at least {need} px"
-            )
-        n_params += (k * k * c_in + 1) * f + (4 * f if block > 0 else 0)
-        macs += conv_side * conv_side * k * k * c_in * f
-        side, c_in = pooled, f
+    if point.stem:
+        c = point.stem_channels
+        out = _conv_side(side, 3, 2, padding)
+        if out < 1:
+            _collapse(point, "the stem", side, 3, image_size=image_size, padding=padding)
+        n_params += 9 * c_in * c + 4 * c
+        macs += out * out * 9 * c_in * c
+        side, c_in = out, c
+    blocks = zip(point.channels, point.kernel_sizes, point.block_strides)
+    for block, (f, k, stride) in enumerate(blocks):
+        where = f"{point.block} block {block + 1}"
+        if point.block == "conv":  # the earlier block: conv (stride 1), then a 2x2 max-pool
+            conv_side = _conv_side(side, k, 1, padding)
+            out = conv_side // 2 if stride == 2 else conv_side
+            if conv_side < 1 or out < 1:
+                _collapse(point, where, side, k, image_size=image_size, padding=padding)
+            n_params += (k * k * c_in + 1) * f + (4 * f if block > 0 else 0)
+            macs += conv_side * conv_side * k * k * c_in * f
+        else:
+            hidden = c_in
+            if point.block == "inverted_residual" and point.expansion > 1:
+                hidden = c_in * point.expansion
+                n_params += c_in * hidden + 4 * hidden
+                macs += side * side * c_in * hidden
+            out = _conv_side(side, k, stride, padding)
+            if out < 1:
+                _collapse(point, where, side, k, image_size=image_size, padding=padding)
+            n_params += k * k * hidden + 4 * hidden + hidden * f + 4 * f
+            macs += out * out * (k * k * hidden + hidden * f)
+        side, c_in = out, f
         sides.append(side)
     for n in point.neurons:
         n_params += (c_in + 1) * n + 4 * n
@@ -68,13 +100,36 @@ def cost(point: GridPoint, *, image_size: int, channels: int, padding: str) -> C
     return Cost(n_params=n_params, macs=macs, feature_sizes=tuple(sides))
 
 
+def _conv_side(side: int, kernel: int, stride: int, padding: str) -> int:
+    """Output side of a convolution, as Keras computes it."""
+    if padding == "valid":
+        return (side - kernel) // stride + 1 if side >= kernel else 0
+    return -(-side // stride)
+
+
+def _collapse(point: GridPoint, where: str, side: int, kernel: int, *, image_size: int, padding: str) -> None:
+    need = min_image_size(point, padding=padding)
+    raise TrialFailed(
+        f"grid point {point.grid_id} ({point.describe()}): the feature map collapses in "
+        f"{where} at {image_size} px ({side}x{side} in, kernel {kernel}, padding '{padding}'); "
+        f"it needs an image size of at least {need} px"
+    )
+
+
 def min_image_size(point: GridPoint, *, padding: str) -> int:
     """Smallest input side at which no feature map collapses."""
     side = 1
-    for k in reversed(point.kernel_sizes):
-        side = 2 * side  # before the 2x2 pool
-        if padding == "valid":
-            side += k - 1
+    for k, stride in reversed(list(zip(point.kernel_sizes, point.block_strides))):
+        if point.block == "conv":
+            side = stride * side  # before the 2x2 pool, if any
+            if padding == "valid":
+                side += k - 1
+        elif padding == "valid":
+            side = (side - 1) * stride + k  # smallest input giving `side` out of a strided conv
+        else:
+            side = (side - 1) * stride + 1
+    if point.stem:
+        side = (side - 1) * 2 + (3 if padding == "valid" else 1)
     return side
 
 
@@ -86,12 +141,22 @@ def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
     cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs) if config.rescale else inputs
-    for block, (f, k) in enumerate(zip(point.filters, point.kernel_sizes)):
-        x = layers.Conv2D(f, k, activation="relu", padding=config.padding)(x)
-        x = layers.MaxPooling2D(2)(x)
-        if block > 0:
-            x = layers.BatchNormalization(momentum=config.bn_momentum)(x)
-            x = layers.Dropout(config.conv_dropout)(x)
+    if point.stem:
+        x = layers.Conv2D(point.stem_channels, 3, strides=2, padding=config.padding, use_bias=False,
+                          name="stem_conv")(x)
+        x = layers.BatchNormalization(momentum=config.bn_momentum, name="stem_bn")(x)
+        x = layers.ReLU(name="stem_relu")(x)
+    blocks = zip(point.channels, point.kernel_sizes, point.block_strides)
+    for block, (f, k, stride) in enumerate(blocks):
+        if point.block == "conv":  # the earlier layers, with Keras' own names (the .h5 sizes)
+            x = layers.Conv2D(f, k, activation="relu", padding=config.padding)(x)
+            if stride == 2:
+                x = layers.MaxPooling2D(2)(x)
+            if block > 0:
+                x = layers.BatchNormalization(momentum=config.bn_momentum)(x)
+                x = layers.Dropout(config.conv_dropout)(x)
+        else:
+            x = _mobile_block(x, point, f=f, k=k, stride=stride, name=f"block{block + 1}", config=config)
     x = layers.GlobalAveragePooling2D()(x)
     for n in point.neurons:
         x = layers.Dense(n, activation="relu")(x)
@@ -99,6 +164,31 @@ def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
         x = layers.Dropout(config.dense_dropout)(x)
     outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"grid_{point.grid_id}")
+
+
+def _mobile_block(x: Any, point: GridPoint, *, f: int, k: int, stride: int, name: str,
+                  config: TrainConfig) -> Any:
+    """A separable (MobileNet) or inverted-residual (MobileNetV2) block."""
+    from keras import layers
+
+    def bn(y: Any, part: str) -> Any:
+        return layers.BatchNormalization(momentum=config.bn_momentum, name=f"{name}_{part}_bn")(y)
+
+    inverted = point.block == "inverted_residual"
+    relu = 6.0 if inverted else None  # ReLU6 in MobileNetV2
+    block_input, c_in = x, x.shape[-1]
+    if inverted and point.expansion > 1:
+        x = layers.Conv2D(c_in * point.expansion, 1, use_bias=False, name=f"{name}_expand")(x)
+        x = layers.ReLU(relu, name=f"{name}_expand_relu")(bn(x, "expand"))
+    x = layers.DepthwiseConv2D(k, strides=stride, padding=config.padding, use_bias=False,
+                               name=f"{name}_dw")(x)
+    x = layers.ReLU(relu, name=f"{name}_dw_relu")(bn(x, "dw"))
+    x = bn(layers.Conv2D(f, 1, use_bias=False, name=f"{name}_pw")(x), "pw")
+    if not inverted:
+        return layers.ReLU(name=f"{name}_pw_relu")(x)
+    if tuple(block_input.shape[1:]) == tuple(x.shape[1:]):
+        x = layers.Add(name=f"{name}_add")([block_input, x])
+    return x
 
 
 def h5_size_mb(model: keras.Model) -> float:
