@@ -98,6 +98,7 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_js
     """
     import json
 
+    from .gridspec import OPTIONAL_COLUMNS
     from .model import cost
 
     with _errors():
@@ -126,11 +127,12 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_js
     click.echo(header + ("  h5_mb" if h5 else ""))
     for e in entries:
         line = f"{e['grid_id']:>3} {e['dense_layers']:>5}  {e['neurons']:<28} {e['filters']:<28} {e['kernel_sizes']:<14}"
+        blocks = " ".join(f"{k}={e[k]}" for k in OPTIONAL_COLUMNS if k in e)  # only when not the earlier model
         if "collapses" in e:
             click.echo(f"{line} collapses: {e['collapses']}")
             continue
         line += f" {e['n_params']:>10,} {e['float32_mb']:>7.3f} {e['macs'] / 1e6:>8.1f}"
-        click.echo(line + (f"  {e['h5_mb']:.3f}" if h5 else ""))
+        click.echo(line + (f"  {e['h5_mb']:.3f}" if h5 else "") + (f"  {blocks}" if blocks else ""))
 
 
 def _h5_mb(point: Any, config: Any) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .edge import MIB, check_choice, convert, load_interpreter, model_input_shape
 from .errors import ExportError
+from .gridspec import OPTIONAL_COLUMNS
 from .runs import save_keras_atomic, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -227,7 +228,8 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
     card = {
         "class_names": list(record["classes"]),
         "study": trial.study,
-        "grid_point": {k: row[k] for k in ("grid_id", "dense_layers", "neurons", "filters", "kernel_sizes")},
+        "grid_point": {k: row[k] for k in ("grid_id", "dense_layers", "neurons", "filters", "kernel_sizes",
+                                            *OPTIONAL_COLUMNS) if k in row},
         "metrics": {
             "val_accuracy": row["val_accuracy"], "validation_split": row["val_split"],
             "test_accuracy": row["test_accuracy"],

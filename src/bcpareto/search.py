@@ -341,8 +341,8 @@ def run_search(
         if result.row["val_accuracy"] < CHANCE_LEVEL:
             summary.at_chance.append(
                 f"{label}: val_accuracy {result.row['val_accuracy']:.3f}; "
-                f"narrowest dense layer {min(point.neurons)} units, narrowest conv block "
-                f"{min(point.filters)} filters"
+                + (f"narrowest dense layer {min(point.neurons)} units, " if point.neurons else "")
+                + f"narrowest conv block {min(point.filters)} filters"
             )
             echo(f"  warning: {label} stayed at chance level ({summary.at_chance[-1]})")
         pause_point("csv")
