@@ -88,8 +88,21 @@ def test_int8_accuracy_close_to_keras(trained):
     )
     # 64 test images: 3 flips (~0.05) is more than int8 rounding should ever cost on this task.
     assert abs(result["accuracy"] - trained["keras_accuracy"]) <= 0.05
-    assert 0 <= result["balanced_accuracy"] <= 1
     assert result["predictions"].shape == (64,)
+
+
+@pytest.mark.train
+def test_balanced_accuracy_is_the_mean_recall_per_class(trained):
+    # 2 images of class 0 and 16 of each other class: balanced and plain accuracy differ
+    keep = (trained["test_labels"] != 0) | (np.arange(64) < 8)
+    labels = trained["test_labels"][keep]
+    result = export.evaluate_tflite(trained["int8"], images=trained["test_images"][keep],
+                                    labels=labels)
+    predictions = result["predictions"]
+    recalls = [np.mean(predictions[labels == c] == c) for c in range(4)]
+    assert result["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert result["accuracy"] == pytest.approx(np.mean(predictions == labels))
+    assert result["n_images"] == 50
 
 
 @pytest.mark.train
@@ -150,11 +163,28 @@ def test_unknown_precision_names_the_valid_ones(trained, precision):
 
 
 @pytest.mark.train
-def test_latency_is_positive_and_p90_not_below_median(trained):
+def test_latency_is_the_median_and_p90_of_the_timed_runs_after_warmup(trained, monkeypatch):
+    """A clock that only moves inside invoke(): 100 ms per warm-up run, then 1..20 ms shuffled."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert export.measure_latency(trained["int8"], runs=3, warmup=1)["latency_ms"] > 0  # real
+    timed = [float(ms) for ms in np.random.default_rng(0).permutation(np.arange(1, 21))]
+    durations = iter([100.0] * 3 + timed)
+    clock = [0.0]
+
+    def invoke(self):
+        clock[0] += next(durations) / 1e3
+
+    monkeypatch.setattr(Interpreter, "invoke", invoke)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     result = export.measure_latency(trained["int8"], runs=20, warmup=3)
-    assert result["latency_ms"] > 0
-    assert result["latency_p90_ms"] >= result["latency_ms"]
+    assert result["latency_ms"] == pytest.approx(10.5)  # median of 1..20; warm-up left out
+    assert result["latency_p90_ms"] == pytest.approx(18.1)  # linear interpolation: 18 + 0.1
+    assert result["latency_mean_ms"] == pytest.approx(10.5)
     assert (result["runs"], result["warmup"], result["num_threads"]) == (20, 3, 1)
+    assert next(durations, None) is None  # exactly warmup + runs invokes
 
 
 @pytest.mark.train

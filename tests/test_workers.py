@@ -25,7 +25,7 @@ from bcpareto.cli import cli
 from bcpareto.search import open_storage, open_study, redact
 from bcpareto.workers import visible_gpus, worker_env
 
-from .conftest import ROOT, copy_subset, needs_data, write_sheet
+from .conftest import BLOOD_CELLS, ROOT, copy_subset, needs_data, write_sheet
 
 FAST = """\
 image_size = 32        # tests: 32 px, one epoch, a handful of images, no TFLite measures
@@ -43,8 +43,8 @@ train = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (ROOT.parent / "shared").exists() and "BCPARETO_DATA" not in os.environ:
-        pytest.skip("no real data set")
+    if not (BLOOD_CELLS / "TRAIN").is_dir():
+        pytest.skip(f"real data set not at {BLOOD_CELLS}")
     return copy_subset(tmp_path_factory.mktemp("data") / "blood-cells", per_class=4)
 
 
