@@ -72,6 +72,7 @@ def _card() -> dict:
 
 
 @pytest.mark.train
+@pytest.mark.slow  # waits on the 15-epoch `trained` fixture
 def test_int8_model_takes_raw_uint8_pixels_and_gives_uint8_probabilities(trained):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -82,6 +83,7 @@ def test_int8_model_takes_raw_uint8_pixels_and_gives_uint8_probabilities(trained
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_accuracy_close_to_keras(trained):
     result = export.evaluate_tflite(
         trained["int8"], images=trained["test_images"], labels=trained["test_labels"]
@@ -92,6 +94,7 @@ def test_int8_accuracy_close_to_keras(trained):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_balanced_accuracy_is_the_mean_recall_per_class(trained):
     # 2 images of class 0 and 16 of each other class: balanced and plain accuracy differ
     keep = (trained["test_labels"] != 0) | (np.arange(64) < 8)
@@ -106,6 +109,7 @@ def test_balanced_accuracy_is_the_mean_recall_per_class(trained):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_models_match_keras_predictions(trained, precision):
     model_bytes = export.convert(trained["model"], precision=precision)
@@ -117,6 +121,7 @@ def test_float_models_match_keras_predictions(trained, precision):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained):
     # Flatten head: 16*16*8*4 + 4 + 224 = 8420 parameters. fp32 = 4 B/param + ~3 KiB of graph;
     # int8 = 1 B/param + ~4 KiB of graph, int32 biases and per-channel scales that do not shrink:
@@ -132,12 +137,14 @@ def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained)
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_without_representative_images_is_refused(trained):
     with pytest.raises(ExportError, match="representative_images"):
         export.convert(trained["model"], precision="int8")
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "images, message",
     [
@@ -153,6 +160,7 @@ def test_bad_representative_images_are_refused(trained, images, message):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp64", "INT8", "uint8", ""])
 def test_unknown_precision_names_the_valid_ones(trained, precision):
     with pytest.raises(BcParetoError, match="valid: fp32, fp16, int8"):
@@ -163,6 +171,7 @@ def test_unknown_precision_names_the_valid_ones(trained, precision):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_latency_is_the_median_and_p90_of_the_timed_runs_after_warmup(trained, monkeypatch):
     """A clock that only moves inside invoke(): 100 ms per warm-up run, then 1..20 ms shuffled."""
     import time
@@ -188,6 +197,7 @@ def test_latency_is_the_median_and_p90_of_the_timed_runs_after_warmup(trained, m
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_edge_metrics_gives_flat_csv_columns(trained):
     report = export.measure_edge(
         trained["model"], train_images=trained["train_images"], test_images=trained["test_images"],
@@ -208,6 +218,7 @@ def test_edge_metrics_gives_flat_csv_columns(trained):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_exported_int8_file_reproduces_reported_accuracy(trained, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -232,6 +243,7 @@ def test_exported_int8_file_reproduces_reported_accuracy(trained, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_export_model_writes_file_and_card(trained, tmp_path, fmt):
     paths = export.export_model(
@@ -261,6 +273,7 @@ def test_export_model_writes_file_and_card(trained, tmp_path, fmt):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_export_model_twice_overwrites_cleanly(trained, tmp_path):
     for _ in range(2):
         export.export_model(trained["model"], fmt="tflite-int8", out_dir=tmp_path, card=_card(),
@@ -270,6 +283,7 @@ def test_export_model_twice_overwrites_cleanly(trained, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "tflite", "tflite-int4", "Keras"])
 def test_unknown_format_names_the_valid_ones(trained, tmp_path, fmt):
     with pytest.raises(ExportError, match="valid: keras, tflite-fp32, tflite-fp16, tflite-int8"):
@@ -278,6 +292,7 @@ def test_unknown_format_names_the_valid_ones(trained, tmp_path, fmt):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -92,6 +92,7 @@ def test_missing_sheet_file_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+@pytest.mark.slow  # builds the 24 seed models at 224 px
 def test_grid_command_prints_every_point_with_sizes_matching_the_earlier_log() -> None:
     import csv
 

@@ -15,6 +15,7 @@ from bcpareto.trial import compile_model
 from .conftest import FIXTURES
 
 
+@pytest.mark.slow  # builds the 24 seed models at 224 px
 def test_all_24_earlier_sizes_reproduce_within_0_1_percent() -> None:
     config = load_config("seed")
     points = read_grid(FIXTURES / "seed_hyper_paremetes.xlsx")

@@ -150,6 +150,7 @@ def _sqlite(run_dir: Path) -> str:
 # --- exactly once -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # subprocess workers
 @needs_data
 @train
 def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: Path) -> None:
@@ -171,6 +172,7 @@ def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: 
     print(f"4 workers, sqlite: {wall:.1f} s wall, 4 trials, 4 CSV rows")
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_four_processes_on_postgresql_train_each_point_once(
@@ -201,6 +203,7 @@ def test_four_processes_on_postgresql_train_each_point_once(
     _assert_secret_absent(_password(pg_url), status.output, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_enqueue_is_exactly_once(tmp_path: Path, backend: str, request: Any) -> None:
     """Eight threads open one study at once (the storage lock): each point is enqueued once."""
@@ -242,6 +245,7 @@ def test_a_named_study_refuses_another_grid(tmp_path: Path) -> None:
 # --- crash safety -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_sigkill_mid_trial_then_rerun_completes_the_grid(tmp_path: Path, data_dir: Path) -> None:
@@ -274,6 +278,7 @@ def test_sigkill_mid_trial_then_rerun_completes_the_grid(tmp_path: Path, data_di
     assert "1 earlier attempt(s) failed and were queued again" in status.output
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_ctrl_c_marks_trials_interrupted_and_a_rerun_resumes(tmp_path: Path, data_dir: Path) -> None:
@@ -301,6 +306,7 @@ def test_ctrl_c_marks_trials_interrupted_and_a_rerun_resumes(tmp_path: Path, dat
 # --- one failing trial --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(
@@ -335,6 +341,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(
     assert "--retry-failed" in status.output
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_nan_loss_fails_the_trial_with_its_reason(tmp_path: Path, data_dir: Path) -> None:

@@ -10,10 +10,9 @@ so that none covers another label or a front point.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import textwrap
 
 import numpy as np
 from matplotlib import ticker
@@ -124,8 +123,9 @@ def front_figure(
 ) -> Figure:
     """Figure of all points and the front(s): one panel for 2 objectives, three for 3.
 
-    The layout is computed here (the title wrapped to fit, labels placed clear of each other),
-    so the figure is ready to save.
+    The layout is computed and then fixed here (the title wrapped to fit, labels placed clear
+    of each other once the axes have their final size), so the figure is ready to save and
+    saving it runs no second layout pass.
     """
     if len(columns) == 2:
         figure, labels = _figure_2d(series, columns=columns, directions=directions, ref=ref,
@@ -136,7 +136,9 @@ def front_figure(
     else:
         raise ValueError(f"can draw 2 or 3 objectives, got {len(columns)}")
     _fitted_title(figure, title)
+    figure.draw_without_rendering()  # the final layout: data -> pixel transforms are known
     _place_labels(figure, labels)
+    figure.set_layout_engine("none")  # labels sit where the layout put the axes: keep it
     return figure
 
 
@@ -164,7 +166,7 @@ def _figure_2d(
     directions: Sequence[str],
     ref: Sequence[float],
     footnote: str,
-) -> Figure:
+) -> tuple[Figure, list[_Label]]:
     figure = _new_figure(figsize=(9, 6.5))
     ax = figure.add_subplot()
     labels: list[_Label] = []
@@ -213,7 +215,7 @@ def _figure_2d(
 def _figure_3d(
     series: Sequence[FrontSeries], *, columns: Sequence[str], directions: Sequence[str],
     footnote: str,
-) -> Figure:
+) -> tuple[Figure, list[_Label]]:
     """Three pairwise panels; colour is the third objective everywhere."""
     figure = _new_figure(figsize=(17, 6))
     axes = figure.subplots(1, 3)
@@ -363,7 +365,6 @@ def _place_labels(figure: Figure, labels: Sequence[_Label]) -> None:
     placed so far and no front point, inside the axes; failing that, the least-bad spot."""
     if not labels:
         return
-    figure.draw_without_rendering()  # the final layout: data -> pixel transforms are known
     renderer = figure.canvas.get_renderer()
     px_per_pt = figure.dpi / 72
     markers: dict[object, list[Bbox]] = {}
