@@ -10,11 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # the seed's files; see its README.md
 BLOOD_CELLS = Path(os.environ.get("BCPARETO_DATA") or SHARED / "blood-cells")
 CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"{FIXTURES} not present")
 needs_data = pytest.mark.skipif(
     not (BLOOD_CELLS / "TRAIN").is_dir(), reason=f"real data set not at {BLOOD_CELLS}"
 )

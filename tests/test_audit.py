@@ -1,7 +1,8 @@
 """Data audit and download: bcpareto.audit and the `bcpareto data` commands.
 
-Every test works on copies in tmp dirs: a few real images per class and split from
-../shared/blood-cells (generated JPEGs where that copy is missing) plus bad files made here.
+Every test works on copies in tmp dirs: a few real images per class and split from the real data
+set (BCPARETO_DATA, else ../shared/blood-cells; generated JPEGs where it is missing) plus bad
+files made here.
 Download tests run the real kagglehub code with no network: its cache is a tmp dir laid out the
 way kagglehub lays it out, and HTTPS goes through a proxy on a 127.0.0.1 port nobody listens on.
 """
@@ -20,12 +21,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bcpareto.audit import audit_dataset, render_table
+from bcpareto.cli import cli
 from bcpareto.dataset import CLASSES, cross_split_duplicates, file_digests, find_split
 from bcpareto.download import find_images_dir
-from bcpareto.cli import cli
 from bcpareto.errors import DataError
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "blood-cells"
+from .conftest import BLOOD_CELLS as REAL_DATA
+from .conftest import needs_data
+
 SPLITS = ("TRAIN", "TEST", "TEST_SIMPLE")
 PER_CLASS = {"TRAIN": 3, "TEST": 2, "TEST_SIMPLE": 1}
 
@@ -415,7 +418,8 @@ def test_find_images_dir_prefers_dataset2_master(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the real data set
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"{REAL_DATA} not found")
+@pytest.mark.slow  # reads all 12.5k images
+@needs_data
 def test_check_real_data_set() -> None:
     code, output = _check(str(REAL_DATA), "--json")
     assert code == 0, output[-2000:]

@@ -133,7 +133,7 @@ def test_a_plain_point_names_only_the_earlier_columns() -> None:
 def test_int8_conversion_stays_full_integer(name: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from bcpareto.export import convert
+    from bcpareto.edge import convert
 
     model = build_model(POINTS[name], config=load_config("edge", image_size=32))
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bcpareto.config import load_config
+from bcpareto.config import DEFAULT_GRID, load_config, resolve_grid, shipped_configs
 from bcpareto.errors import ConfigError
 
 from .conftest import ROOT
@@ -41,3 +41,34 @@ def test_bad_preset_names_the_key(tmp_path: Path, text: str, fragment: str) -> N
 def test_unknown_preset_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="default"):
         load_config("no-such-preset")
+
+
+def test_shipped_presets_are_the_repository_configs_folder() -> None:
+    assert shipped_configs().resolve() == (ROOT / "configs").resolve()
+
+
+def test_a_users_configs_folder_comes_first_and_still_finds_the_shipped_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "configs").mkdir()
+    shipped = (shipped_configs() / "quick.toml").read_text()
+    (tmp_path / "configs" / "quick.toml").write_text(shipped.replace("epochs = 2", "epochs = 7"))
+    monkeypatch.chdir(tmp_path)
+    config = load_config("quick")
+    assert config.epochs == 7  # the user's copy, not the shipped one
+    assert resolve_grid(config) == (shipped_configs() / "edge_grid.xlsx").resolve()
+
+
+def test_a_grid_sheet_beside_the_users_preset_wins(tmp_path: Path) -> None:
+    (tmp_path / "edge_grid.xlsx").write_bytes(b"mine")
+    (tmp_path / "mine.toml").write_text('grid = "edge_grid.xlsx"\n')
+    assert resolve_grid(load_config(str(tmp_path / "mine.toml"))) == tmp_path / "edge_grid.xlsx"
+
+
+def test_a_missing_grid_sheet_is_named_beside_the_preset(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text('grid = "nowhere.xlsx"\n')
+    assert resolve_grid(load_config(str(tmp_path / "mine.toml"))) == tmp_path / "nowhere.xlsx"
+
+
+def test_a_preset_without_a_grid_uses_the_default_sheet() -> None:
+    assert resolve_grid(load_config("default")) == Path(DEFAULT_GRID)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bcpareto.dataset import cross_split_duplicates, find_split
 from bcpareto.data import crop_cell, decode_image, load_data, locate_cell
+from bcpareto.dataset import cross_split_duplicates, find_split
 
-from .conftest import BLOOD_CELLS, copy_subset, needs_data
+from .conftest import copy_subset, needs_data
 
 
 @pytest.mark.parametrize("mode,suffix", [("CMYK", ".jpeg"), ("L", ".jpeg"), ("RGBA", ".png"), ("P", ".png")])

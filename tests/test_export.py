@@ -72,6 +72,7 @@ def _card() -> dict:
 
 
 @pytest.mark.train
+@pytest.mark.slow  # waits on the 15-epoch `trained` fixture
 def test_int8_model_takes_raw_uint8_pixels_and_gives_uint8_probabilities(trained):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -82,17 +83,33 @@ def test_int8_model_takes_raw_uint8_pixels_and_gives_uint8_probabilities(trained
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_accuracy_close_to_keras(trained):
     result = edge.evaluate_tflite(
         trained["int8"], images=trained["test_images"], labels=trained["test_labels"]
     )
     # 64 test images: 3 flips (~0.05) is more than int8 rounding should ever cost on this task.
     assert abs(result["accuracy"] - trained["keras_accuracy"]) <= 0.05
-    assert 0 <= result["balanced_accuracy"] <= 1
     assert result["predictions"].shape == (64,)
 
 
 @pytest.mark.train
+@pytest.mark.slow
+def test_balanced_accuracy_is_the_mean_recall_per_class(trained):
+    # 2 images of class 0 and 16 of each other class: balanced and plain accuracy differ
+    keep = (trained["test_labels"] != 0) | (np.arange(64) < 8)
+    labels = trained["test_labels"][keep]
+    result = edge.evaluate_tflite(trained["int8"], images=trained["test_images"][keep],
+                                    labels=labels)
+    predictions = result["predictions"]
+    recalls = [np.mean(predictions[labels == c] == c) for c in range(4)]
+    assert result["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert result["accuracy"] == pytest.approx(np.mean(predictions == labels))
+    assert result["n_images"] == 50
+
+
+@pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_models_match_keras_predictions(trained, precision):
     model_bytes = edge.convert(trained["model"], precision=precision)
@@ -104,6 +121,7 @@ def test_float_models_match_keras_predictions(trained, precision):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained):
     # Flatten head: 16*16*8*4 + 4 + 224 = 8420 parameters. fp32 = 4 B/param + ~3 KiB of graph;
     # int8 = 1 B/param + ~4 KiB of graph, int32 biases and per-channel scales that do not shrink:
@@ -119,12 +137,14 @@ def test_int8_is_about_four_times_smaller_for_a_weights_dominated_model(trained)
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_without_representative_images_is_refused(trained):
     with pytest.raises(ExportError, match="representative_images"):
         edge.convert(trained["model"], precision="int8")
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "images, message",
     [
@@ -140,6 +160,7 @@ def test_bad_representative_images_are_refused(trained, images, message):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp64", "INT8", "uint8", ""])
 def test_unknown_precision_names_the_valid_ones(trained, precision):
     with pytest.raises(BcParetoError, match="valid: fp32, fp16, int8"):
@@ -150,14 +171,33 @@ def test_unknown_precision_names_the_valid_ones(trained, precision):
 
 
 @pytest.mark.train
-def test_latency_is_positive_and_p90_not_below_median(trained):
+@pytest.mark.slow
+def test_latency_is_the_median_and_p90_of_the_timed_runs_after_warmup(trained, monkeypatch):
+    """A clock that only moves inside invoke(): 100 ms per warm-up run, then 1..20 ms shuffled."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert edge.measure_latency(trained["int8"], runs=3, warmup=1)["latency_ms"] > 0  # real
+    timed = [float(ms) for ms in np.random.default_rng(0).permutation(np.arange(1, 21))]
+    durations = iter([100.0] * 3 + timed)
+    clock = [0.0]
+
+    def invoke(self):
+        clock[0] += next(durations) / 1e3
+
+    monkeypatch.setattr(Interpreter, "invoke", invoke)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     result = edge.measure_latency(trained["int8"], runs=20, warmup=3)
-    assert result["latency_ms"] > 0
-    assert result["latency_p90_ms"] >= result["latency_ms"]
+    assert result["latency_ms"] == pytest.approx(10.5)  # median of 1..20; warm-up left out
+    assert result["latency_p90_ms"] == pytest.approx(18.1)  # linear interpolation: 18 + 0.1
+    assert result["latency_mean_ms"] == pytest.approx(10.5)
     assert (result["runs"], result["warmup"], result["num_threads"]) == (20, 3, 1)
+    assert next(durations, None) is None  # exactly warmup + runs invokes
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_edge_metrics_gives_flat_csv_columns(trained):
     report = edge.measure_edge(
         trained["model"], train_images=trained["train_images"], test_images=trained["test_images"],
@@ -178,6 +218,7 @@ def test_edge_metrics_gives_flat_csv_columns(trained):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_exported_int8_file_reproduces_reported_accuracy(trained, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -202,6 +243,7 @@ def test_exported_int8_file_reproduces_reported_accuracy(trained, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_export_model_writes_file_and_card(trained, tmp_path, fmt):
     paths = export.export_model(
@@ -231,6 +273,7 @@ def test_export_model_writes_file_and_card(trained, tmp_path, fmt):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_export_model_twice_overwrites_cleanly(trained, tmp_path):
     for _ in range(2):
         export.export_model(trained["model"], fmt="tflite-int8", out_dir=tmp_path, card=_card(),
@@ -240,6 +283,7 @@ def test_export_model_twice_overwrites_cleanly(trained, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "tflite", "tflite-int4", "Keras"])
 def test_unknown_format_names_the_valid_ones(trained, tmp_path, fmt):
     with pytest.raises(ExportError, match="valid: keras, tflite-fp32, tflite-fp16, tflite-int8"):
@@ -248,6 +292,7 @@ def test_unknown_format_names_the_valid_ones(trained, tmp_path, fmt):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [

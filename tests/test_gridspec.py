@@ -11,10 +11,9 @@ from bcpareto.cli import cli
 from bcpareto.errors import GridSpecError
 from bcpareto.gridspec import read_grid
 
-from .conftest import FIXTURES, ROOT, needs_fixtures, write_sheet
+from .conftest import FIXTURES, ROOT, write_sheet
 
 
-@needs_fixtures
 def test_seed_sheet_expands_to_24_points_in_the_earlier_loop_order() -> None:
     points = read_grid(FIXTURES / "seed_hyper_paremetes.xlsx")
     assert len(points) == 24
@@ -27,7 +26,6 @@ def test_seed_sheet_expands_to_24_points_in_the_earlier_loop_order() -> None:
     assert points[23].neurons == (300, 250, 200, 180, 175, 160, 150)
 
 
-@needs_fixtures
 def test_repository_sheet_is_the_earlier_grid() -> None:
     assert read_grid(ROOT / "hyper_parameters.xlsx") == read_grid(FIXTURES / "seed_hyper_paremetes.xlsx")
 
@@ -94,7 +92,7 @@ def test_missing_sheet_file_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such file" in result.output
 
 
-@needs_fixtures
+@pytest.mark.slow  # builds the 24 seed models at 224 px
 def test_grid_command_prints_every_point_with_sizes_matching_the_earlier_log() -> None:
     import csv
 

@@ -12,10 +12,10 @@ from bcpareto.gridspec import GridPoint, read_grid
 from bcpareto.model import build_model, cost, h5_size_mb, min_image_size
 from bcpareto.trial import compile_model
 
-from .conftest import FIXTURES, needs_fixtures
+from .conftest import FIXTURES
 
 
-@needs_fixtures
+@pytest.mark.slow  # builds the 24 seed models at 224 px
 def test_all_24_earlier_sizes_reproduce_within_0_1_percent() -> None:
     config = load_config("seed")
     points = read_grid(FIXTURES / "seed_hyper_paremetes.xlsx")

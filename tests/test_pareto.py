@@ -103,6 +103,7 @@ def test_mask_matches_brute_force(costs):
     np.testing.assert_array_equal(pareto.nondominated_mask(costs), brute_mask(costs))
 
 
+@pytest.mark.slow  # up to 400 rows per example: ~10 s
 @SETTINGS
 @given(cost_arrays(max_rows=400, max_objectives=4, nan=False))
 def test_mask_matches_brute_force_on_larger_inputs(costs):

@@ -20,18 +20,13 @@ from click.testing import CliRunner
 
 from bcpareto.cli import cli
 
+from .conftest import FIXTURES
+
 REPO = Path(__file__).parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
 SEED_10 = FIXTURES / "seed_metrics_log_epoch_10.csv"
 SEED_30 = FIXTURES / "seed_metrics_log_epoch_30.csv"
 OUTPUTS = {"pareto_front.png", "pareto_front.svg", "pareto_front.csv"}
 SIZE = "model_size(MB)"
-
-needs_fixtures = pytest.mark.skipif(
-    not (SEED_10.is_file() and SEED_30.is_file()),
-    reason=f"seed fixture logs not found in {FIXTURES} (shared/ beside the repository)",
-)
-
 
 # --- brute force, plain Python ---------------------------------------------------------------
 
@@ -117,7 +112,6 @@ def write_ours(path: Path, *, n: int = 30, blank_latency_rows=(), text_row: int 
 # --- the seed logs ---------------------------------------------------------------------------
 
 
-@needs_fixtures
 @pytest.mark.parametrize("log", [SEED_10, SEED_30], ids=["epoch_10", "epoch_30"])
 def test_default_objectives_on_seed_logs(tmp_path, log):
     out = tmp_path / "out"
@@ -148,7 +142,6 @@ def test_default_objectives_on_seed_logs(tmp_path, log):
         assert f">{row}<" in svg
 
 
-@needs_fixtures
 def test_thirty_epochs_train_accuracy_vs_size(tmp_path):
     out = tmp_path / "out"
     result = run_plot(SEED_30, "--y", "train_accuracy:max", "--out", out)
@@ -161,7 +154,6 @@ def test_thirty_epochs_train_accuracy_vs_size(tmp_path):
     assert "train_accuracy (training images)" in (out / "pareto_front.svg").read_text()
 
 
-@needs_fixtures
 def test_two_logs_overlay_in_one_figure(tmp_path):
     out = tmp_path / "out"
     result = run_plot(SEED_10, SEED_30, "--out", out)
@@ -186,7 +178,6 @@ def test_two_logs_overlay_in_one_figure(tmp_path):
     assert SEED_10.stem in svg and SEED_30.stem in svg  # legend
 
 
-@needs_fixtures
 def test_any_columns_and_reference_point(tmp_path):
     out = tmp_path / "out"
     result = run_plot(SEED_10, "--x", "val_loss", "--y", "train_loss:min", "--ref", "20,2",

@@ -32,6 +32,7 @@ def _rows(tmp_path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow  # trains through the CLI: about a minute on 2 cores
 def test_search_trains_every_point_logs_one_row_each_and_resumes(tmp_path: Path, tiny_grid: Path) -> None:
     code, output = _search(tmp_path, tiny_grid, edge=True)
     assert code == 0, output
@@ -63,6 +64,7 @@ def test_search_trains_every_point_logs_one_row_each_and_resumes(tmp_path: Path,
     assert _rows(tmp_path) == rows
 
 
+@pytest.mark.slow
 def test_changed_settings_start_a_new_study_and_keep_the_old_rows(tmp_path: Path, tiny_grid: Path) -> None:
     assert _search(tmp_path, tiny_grid)[0] == 0
     code, output = _search(tmp_path, tiny_grid, "--batch-size", "4")
@@ -108,6 +110,7 @@ def test_bad_sheet_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_skipped_and_listed(tmp_path: Path, tiny_grid: Path) -> None:
     data = copy_subset(tmp_path / "data", per_class=3)
     victim = sorted((data / "TRAIN" / "EOSINOPHIL").iterdir())[0]
@@ -120,6 +123,7 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path, tiny_grid: Pat
     assert code == 1 and victim.name in output
 
 
+@pytest.mark.slow
 def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, tiny_grid: Path) -> None:
     """Export after a real search, load the file with LiteRT, score the same TEST images."""
     import numpy as np
@@ -172,6 +176,7 @@ def test_exported_int8_model_reproduces_the_recorded_accuracy(tmp_path: Path, ti
     assert accuracy == pytest.approx(float(row["int8_test_accuracy"]))
 
 
+@pytest.mark.slow
 def test_export_of_an_unknown_grid_point_lists_the_finished_ones(tmp_path: Path, tiny_grid: Path) -> None:
     assert _search(tmp_path, tiny_grid)[0] == 0
     result = CliRunner().invoke(cli, ["export", "7", "--out", str(tmp_path / "x"), "--run-dir", str(tmp_path / "run")])

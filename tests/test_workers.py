@@ -26,7 +26,7 @@ from bcpareto.search import open_study
 from bcpareto.storage import open_storage, redact
 from bcpareto.workers import visible_gpus, worker_env
 
-from .conftest import ROOT, copy_subset, needs_data, write_sheet
+from .conftest import BLOOD_CELLS, ROOT, copy_subset, needs_data, write_sheet
 
 FAST = """\
 image_size = 32        # tests: 32 px, one epoch, a handful of images, no TFLite measures
@@ -44,8 +44,8 @@ train = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (ROOT.parent / "shared").exists() and "BCPARETO_DATA" not in os.environ:
-        pytest.skip("no real data set")
+    if not (BLOOD_CELLS / "TRAIN").is_dir():
+        pytest.skip(f"real data set not at {BLOOD_CELLS}")
     return copy_subset(tmp_path_factory.mktemp("data") / "blood-cells", per_class=4)
 
 
@@ -151,6 +151,7 @@ def _sqlite(run_dir: Path) -> str:
 # --- exactly once -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # subprocess workers
 @needs_data
 @train
 def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: Path) -> None:
@@ -172,6 +173,7 @@ def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: 
     print(f"4 workers, sqlite: {wall:.1f} s wall, 4 trials, 4 CSV rows")
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_four_processes_on_postgresql_train_each_point_once(
@@ -202,6 +204,7 @@ def test_four_processes_on_postgresql_train_each_point_once(
     _assert_secret_absent(_password(pg_url), status.output, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_enqueue_is_exactly_once(tmp_path: Path, backend: str, request: Any) -> None:
     """Eight threads open one study at once (the storage lock): each point is enqueued once."""
@@ -243,6 +246,7 @@ def test_a_named_study_refuses_another_grid(tmp_path: Path) -> None:
 # --- crash safety -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_sigkill_mid_trial_then_rerun_completes_the_grid(tmp_path: Path, data_dir: Path) -> None:
@@ -275,6 +279,7 @@ def test_sigkill_mid_trial_then_rerun_completes_the_grid(tmp_path: Path, data_di
     assert "1 earlier attempt(s) failed and were queued again" in status.output
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_ctrl_c_marks_trials_interrupted_and_a_rerun_resumes(tmp_path: Path, data_dir: Path) -> None:
@@ -302,6 +307,7 @@ def test_ctrl_c_marks_trials_interrupted_and_a_rerun_resumes(tmp_path: Path, dat
 # --- one failing trial --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(
@@ -336,6 +342,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(
     assert "--retry-failed" in status.output
 
 
+@pytest.mark.slow
 @needs_data
 @train
 def test_nan_loss_fails_the_trial_with_its_reason(tmp_path: Path, data_dir: Path) -> None:

@@ -20,8 +20,6 @@ from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps 
 from .errors import BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, TrialFailed
 from .quiet import VERBOSE_ENV
 
-DEFAULT_GRID = "hyper_parameters.xlsx"
-
 
 class BadInput(click.ClickException):
     """A file, cell or option the user must fix: exit code 2, like click's usage errors."""
@@ -76,11 +74,11 @@ def _grid_argument(func: Any) -> Any:
 
 
 def _load(xlsx: Path | None, preset: str, **overrides: Any) -> tuple[Path, list[Any], Any]:
-    from .config import load_config
+    from .config import load_config, resolve_grid
     from .gridspec import read_grid
 
     config = load_config(preset, **overrides)
-    path = xlsx or Path(config.grid or DEFAULT_GRID)
+    path = xlsx or resolve_grid(config)
     return path, read_grid(path), config
 
 
@@ -386,8 +384,10 @@ def _parse_floats(
 @click.option("--out", "out_dir", default="pareto_outputs", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for pareto_front.png, .svg and .csv.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report (front rows, hypervolume, files written) as JSON.")
 def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | None,
-         ref: list[float] | None, out_dir: Path) -> None:
+         ref: list[float] | None, out_dir: Path, as_json: bool) -> None:
     """Pareto front of one or more metrics CSVs (several overlay in one figure).
 
     \b
@@ -397,11 +397,13 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
       bcpareto plot run10.csv run30.csv --y train_accuracy:max
       bcpareto plot metrics_log.csv --y test_accuracy --z latency_ms:min
     """
-    from .report import format_report, plot_report
+    import json
+
+    from .report import format_report, plot_report, report_to_dict
 
     with _errors():
         report = plot_report(csv_files, x=x, y=y, z=z, ref=ref, out_dir=out_dir)
-    click.echo(format_report(report))
+    click.echo(json.dumps(report_to_dict(report), indent=2) if as_json else format_report(report))
 
 
 @cli.command("export")

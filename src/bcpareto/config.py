@@ -7,15 +7,34 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
+DEFAULT_GRID = "hyper_parameters.xlsx"  # a preset without `grid`: this sheet in the working folder
+
+
+def shipped_configs() -> Path:
+    """The folder of the presets and grid sheets that ship with bcpareto.
+
+    They live in the repository's top-level configs/, which pyproject.toml maps to the package
+    ``bcpareto.configs``. Run from a checkout (on PYTHONPATH, or installed editable), that is the
+    checkout's own configs/; from a wheel, it is the installed package data.
+    """
+    package = Path(__file__).resolve().parent
+    checkout = package.parents[1]
+    # The checkout first: another checkout's editable install may map bcpareto.configs to its
+    # own configs/ while this source tree runs (PYTHONPATH=src).
+    if package.parent.name == "src" and (checkout / "pyproject.toml").is_file():
+        return checkout / "configs"
+    return Path(str(resources.files("bcpareto.configs")))  # wheels install as plain folders
+
 
 def _config_dirs() -> tuple[Path, ...]:
-    """Where preset names are looked up: ./configs, then the repository's configs/."""
-    return (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+    """Where preset names and relative grid sheets are looked up: ./configs, then the shipped."""
+    return (Path.cwd() / "configs", shipped_configs())
 
 
 @dataclass(frozen=True)
@@ -47,7 +66,7 @@ class TrainConfig:
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
     seed: int = 0
-    grid: str | None = None  # default grid sheet, relative to the preset (None: hyper_parameters.xlsx)
+    grid: str | None = None  # grid sheet; relative: beside the preset, else shipped (None: DEFAULT_GRID)
 
     @property
     def channels(self) -> int:
@@ -79,7 +98,7 @@ _AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast", "stain", "zoom")
 
 
 def resolve_preset(name_or_path: str) -> Path:
-    """A preset name (configs/NAME.toml, looked up in ./configs then the repository) or a path."""
+    """A preset name (configs/NAME.toml, looked up in ./configs, then the shipped presets) or a path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -108,10 +127,28 @@ def load_config(name_or_path: str = "default", **overrides: Any) -> TrainConfig:
         raise ConfigError(
             f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_FIELDS)}"
         )
-    if raw.get("grid"):  # relative to the preset's folder
-        raw["grid"] = str((path.parent / raw["grid"]).resolve())
+    if raw.get("grid"):
+        raw["grid"] = str(_grid_beside(path, raw["grid"]))
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(raw, source=str(path))
+
+
+def resolve_grid(config: TrainConfig) -> Path:
+    """The grid sheet a command uses when none is named: the preset's, else DEFAULT_GRID."""
+    return Path(config.grid) if config.grid else Path(DEFAULT_GRID)
+
+
+def _grid_beside(preset: Path, grid: str) -> Path:
+    """A preset's `grid`: absolute as written; relative, beside the preset, else shipped.
+
+    So a user's ./configs/quick.toml copied from the shipped one still finds edge_grid.xlsx.
+    When the sheet is in neither place, the path beside the preset is returned, for the error.
+    """
+    beside = (preset.parent / grid).resolve()
+    if beside.is_file() or Path(grid).is_absolute():
+        return beside
+    shipped = shipped_configs() / grid
+    return shipped.resolve() if shipped.is_file() else beside
 
 
 def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:

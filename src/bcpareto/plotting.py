@@ -3,23 +3,37 @@
 Figures are built with ``matplotlib.figure.Figure`` directly (Agg rendering, no pyplot, no
 display, no global backend switch), so importing this module never changes a user's
 matplotlib state. Values arrive in the objectives' own units; "max" objectives stay as they
-are on the axes.
+are on the axes. An axis whose values span more than LOG_SPAN times is drawn on a log scale;
+the title is wrapped to the figure's width; point labels are placed once the layout is known,
+so that none covers another label or a front point.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from matplotlib import ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from . import pareto
 
 MAX_LABELS = 20  # front points labelled per series (evenly spread); more overprint
 LARGE = 5_000  # above this many points: tiny markers, rasterised in the SVG
+LOG_SPAN = 10.0  # an axis whose positive values span more than this ratio gets a log scale
+TITLE_SIZE = 11
+LABEL_SIZE = 7
+# Where a label may go, in points from its point, tried in this order: close first, then
+# further out (with a leader line); the first that covers no other label or front point wins.
+_LABEL_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+_LABEL_DISTANCES = (5.0, 12.0, 20.0, 30.0)
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -56,11 +70,22 @@ class FrontSeries:
     note: str = ""
 
 
-def axis_label(column: str, *, direction: str) -> str:
+def axis_label(column: str, *, direction: str, log: bool = False) -> str:
     """``column (unit; lower is better)``, with the unit guessed from the column name."""
     better = "lower is better" if direction == "min" else "higher is better"
+    if log:
+        better += "; log scale"
     unit = _unit(column)
     return f"{column} ({unit}; {better})" if unit else f"{column} ({better})"
+
+
+def axis_scale(values: np.ndarray) -> str:
+    """``"log"`` when the finite values are all positive and span more than LOG_SPAN times."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 2 or finite.min() <= 0:
+        return "linear"
+    return "log" if finite.max() / finite.min() > LOG_SPAN else "linear"
 
 
 def staircase(front: np.ndarray, *, directions: Sequence[str], ref: Sequence[float]) -> np.ndarray:
@@ -96,15 +121,24 @@ def front_figure(
     title: str,
     footnote: str = "",
 ) -> Figure:
-    """Figure of all points and the front(s): one panel for 2 objectives, three for 3."""
+    """Figure of all points and the front(s): one panel for 2 objectives, three for 3.
+
+    The layout is computed and then fixed here (the title wrapped to fit, labels placed clear
+    of each other once the axes have their final size), so the figure is ready to save and
+    saving it runs no second layout pass.
+    """
     if len(columns) == 2:
-        figure = _figure_2d(series, columns=columns, directions=directions, ref=ref,
-                            footnote=footnote)
+        figure, labels = _figure_2d(series, columns=columns, directions=directions, ref=ref,
+                                    footnote=footnote)
     elif len(columns) == 3:
-        figure = _figure_3d(series, columns=columns, directions=directions, footnote=footnote)
+        figure, labels = _figure_3d(series, columns=columns, directions=directions,
+                                    footnote=footnote)
     else:
         raise ValueError(f"can draw 2 or 3 objectives, got {len(columns)}")
-    figure.suptitle(title, fontsize=11)
+    _fitted_title(figure, title)
+    figure.draw_without_rendering()  # the final layout: data -> pixel transforms are known
+    _place_labels(figure, labels)
+    figure.set_layout_engine("none")  # labels sit where the layout put the axes: keep it
     return figure
 
 
@@ -132,9 +166,10 @@ def _figure_2d(
     directions: Sequence[str],
     ref: Sequence[float],
     footnote: str,
-) -> Figure:
-    figure = Figure(figsize=(9, 6.5), layout="constrained")
+) -> tuple[Figure, list[_Label]]:
+    figure = _new_figure(figsize=(9, 6.5))
     ax = figure.add_subplot()
+    labels: list[_Label] = []
     for index, item in enumerate(series):
         colour, marker = _COLOURS[index % len(_COLOURS)], _MARKERS[index % len(_MARKERS)]
         values, front = np.asarray(item.values, dtype=float), np.asarray(item.front, dtype=bool)
@@ -161,24 +196,30 @@ def _figure_2d(
             zorder=4,
             label=_legend_text(item, n_front=int(front.sum())),
         )
-        _label_points(ax, values, front, item.labels, colour=colour)
+        labels += _labels_for(ax, values, front, item.labels, colour=colour, marker_pt=7)
     ax.plot([ref[0]], [ref[1]], marker="x", color="0.3", linestyle="none", zorder=4,
             label=f"reference point ({_fmt(ref[0])}, {_fmt(ref[1])}); shaded: dominated region")
-    ax.set_xlabel(axis_label(columns[0], direction=directions[0]))
-    ax.set_ylabel(axis_label(columns[1], direction=directions[1]))
+    everything = np.concatenate([np.asarray(s.values, dtype=float)[:, :2] for s in series])
+    for axis in (0, 1):
+        _set_scale(ax, axis, np.append(everything[:, axis], ref[axis]))
+    ax.set_xlabel(axis_label(columns[0], direction=directions[0],
+                             log=ax.get_xscale() == "log"))
+    ax.set_ylabel(axis_label(columns[1], direction=directions[1],
+                             log=ax.get_yscale() == "log"))
     ax.grid(True, linewidth=0.5, alpha=0.5)
     figure.legend(loc="outside lower center", fontsize=8, frameon=False, title=footnote or None,
                   title_fontsize=7)
-    return figure
+    return figure, labels
 
 
 def _figure_3d(
     series: Sequence[FrontSeries], *, columns: Sequence[str], directions: Sequence[str],
     footnote: str,
-) -> Figure:
+) -> tuple[Figure, list[_Label]]:
     """Three pairwise panels; colour is the third objective everywhere."""
-    figure = Figure(figsize=(17, 6), layout="constrained")
+    figure = _new_figure(figsize=(17, 6))
     axes = figure.subplots(1, 3)
+    labels: list[_Label] = []
     pairs = ((0, 1), (0, 2), (1, 2))
     everything = np.concatenate([np.asarray(s.values, dtype=float) for s in series])
     finite = everything[np.isfinite(everything[:, 2]), 2]
@@ -209,10 +250,16 @@ def _figure_3d(
             if len(path):
                 ax.plot(path[1:-1, 0], path[1:-1, 1], color="0.4", linewidth=0.9,
                         linestyle="--", zorder=3)
-        _label_points(axes[0], values, front, item.labels, colour="black")
+        for ax, (i, j) in zip(axes, pairs):
+            labels += _labels_for(ax, values[:, [i, j]], front, item.labels, colour="black",
+                                  marker_pt=7)
     for ax, (i, j) in zip(axes, pairs):
-        ax.set_xlabel(axis_label(columns[i], direction=directions[i]), fontsize=9)
-        ax.set_ylabel(axis_label(columns[j], direction=directions[j]), fontsize=9)
+        _set_scale(ax, 0, everything[:, i])
+        _set_scale(ax, 1, everything[:, j])
+        ax.set_xlabel(axis_label(columns[i], direction=directions[i],
+                                 log=ax.get_xscale() == "log"), fontsize=9)
+        ax.set_ylabel(axis_label(columns[j], direction=directions[j],
+                                 log=ax.get_yscale() == "log"), fontsize=9)
         ax.grid(True, linewidth=0.5, alpha=0.5)
     handles = [
         Line2D([], [], linestyle="none", marker=_MARKERS[index % len(_MARKERS)], color="0.5",
@@ -228,7 +275,7 @@ def _figure_3d(
     if mappable is not None:
         colourbar = figure.colorbar(mappable, ax=list(axes), shrink=0.9, pad=0.01)
         colourbar.set_label(axis_label(columns[2], direction=directions[2]), fontsize=9)
-    return figure
+    return figure, labels
 
 
 def _draw_others(ax, x: np.ndarray, y: np.ndarray, *, colour: str, marker: str) -> None:
@@ -259,19 +306,126 @@ def _draw_binned_colours(ax, x: np.ndarray, y: np.ndarray, colour_values: np.nda
                     rasterized=True, zorder=1)
 
 
-def _label_points(ax, values: np.ndarray, front: np.ndarray, labels: Sequence[str], *,
-                  colour: str) -> None:
+@dataclass(frozen=True)
+class _Label:
+    """A front point's label, to be placed once the figure's layout is known."""
+
+    ax: object  # matplotlib Axes
+    x: float
+    y: float
+    text: str
+    colour: str
+    marker_pt: float  # marker diameter in points: the label must not cover it
+
+
+def _labels_for(ax, values: np.ndarray, front: np.ndarray, labels: Sequence[str], *,
+                colour: str, marker_pt: float) -> list[_Label]:
+    """Labels of a series' front points (at most MAX_LABELS, evenly spread along x)."""
     if not len(labels):
-        return
-    rows = np.flatnonzero(front)
+        return []
+    rows = np.flatnonzero(front & np.isfinite(values[:, :2]).all(axis=1))
     rows = rows[np.argsort(values[rows, 0], kind="stable")]
     if len(rows) > MAX_LABELS:
         rows = rows[np.unique(np.linspace(0, len(rows) - 1, MAX_LABELS).round().astype(int))]
-    for row in rows:
-        text = labels[row]
-        if text:
-            ax.annotate(text, (values[row, 0], values[row, 1]), xytext=(4, 4),
-                        textcoords="offset points", fontsize=7, color=colour, zorder=5)
+    return [_Label(ax, float(values[row, 0]), float(values[row, 1]), labels[row], colour,
+                   marker_pt) for row in rows if labels[row]]
+
+
+def _new_figure(*, figsize: tuple[float, float]) -> Figure:
+    figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)  # a renderer to measure text with, before anything is saved
+    return figure
+
+
+def _set_scale(ax, axis: int, values: np.ndarray) -> None:
+    """Log scale (ticks at 1, 2, 5 per decade, plain numbers) when the values span > LOG_SPAN."""
+    if axis_scale(values) != "log":
+        return
+    target = ax.xaxis if axis == 0 else ax.yaxis
+    (ax.set_xscale if axis == 0 else ax.set_yscale)("log")
+    target.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(ticker.NullFormatter())
+
+
+def _fitted_title(figure: Figure, title: str) -> None:
+    """The title, wrapped at word boundaries until every line fits inside the figure."""
+    renderer = figure.canvas.get_renderer()
+    width = figure.bbox.width * 0.96
+    text = figure.suptitle(title, fontsize=TITLE_SIZE)
+    chars = max(len(line) for line in title.splitlines())
+    while text.get_window_extent(renderer).width > width and chars > 20:
+        chars = int(chars * min(0.95, width / text.get_window_extent(renderer).width))
+        wrapped = [textwrap.fill(line, chars, break_on_hyphens=False) for line in title.splitlines()]
+        text.set_text("\n".join(wrapped))
+
+
+def _place_labels(figure: Figure, labels: Sequence[_Label]) -> None:
+    """Greedy placement: each label takes the first spot near its point that covers no label
+    placed so far and no front point, inside the axes; failing that, the least-bad spot."""
+    if not labels:
+        return
+    renderer = figure.canvas.get_renderer()
+    px_per_pt = figure.dpi / 72
+    markers: dict[object, list[Bbox]] = {}
+    for label in labels:
+        x, y = label.ax.transData.transform((label.x, label.y))
+        half = label.marker_pt / 2 * px_per_pt
+        markers.setdefault(label.ax, []).append(Bbox([[x - half, y - half], [x + half, y + half]]))
+    placed: dict[object, list[Bbox]] = {}
+    for label in sorted(labels, key=lambda item: (id(item.ax), item.x, item.y)):
+        best = None
+        for rank, (distance, (dx, dy)) in enumerate(
+            (d, direction) for d in _LABEL_DISTANCES for direction in _LABEL_DIRECTIONS
+        ):
+            annotation = _annotate(label, dx, dy, distance)
+            annotation.update_positions(renderer)
+            box = Text.get_window_extent(annotation, renderer).padded(px_per_pt)  # no leader
+            cost = _overlap(box, placed.get(label.ax, [])) * 1e6
+            cost += _overlap(box, markers[label.ax]) * 1e6
+            cost += _outside(box, label.ax.bbox) * 1e3 + rank
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, annotation, box)
+            else:
+                annotation.remove()
+            if cost < 1e3:  # clear of every label and point, inside the axes
+                break
+        placed.setdefault(label.ax, []).append(best[2])
+
+
+def _annotate(label: _Label, dx: int, dy: int, distance: float):
+    """The label at ``distance`` points from its point in direction (dx, dy); beyond the
+    closest ring a thin leader line shows which point it belongs to."""
+    leader = dict(arrowstyle="-", color=label.colour, linewidth=0.5, shrinkA=0, shrinkB=3)
+    annotation = label.ax.annotate(
+        label.text, (label.x, label.y), xytext=(dx * distance, dy * distance),
+        textcoords="offset points", fontsize=LABEL_SIZE, color=label.colour, zorder=5,
+        ha={1: "left", 0: "center", -1: "right"}[dx],
+        va={1: "bottom", 0: "center", -1: "top"}[dy],
+        bbox=dict(boxstyle="square,pad=0.1", facecolor="white", edgecolor="none", alpha=0.75),
+        arrowprops=leader if distance > _LABEL_DISTANCES[0] else None,
+    )
+    annotation.set_in_layout(False)  # placed after the layout; must not move it
+    return annotation
+
+
+def _overlap(box: Bbox, others: Sequence[Bbox]) -> float:
+    """Total area (pixels) that ``box`` shares with ``others``."""
+    total = 0.0
+    for other in others:
+        width = min(box.x1, other.x1) - max(box.x0, other.x0)
+        height = min(box.y1, other.y1) - max(box.y0, other.y0)
+        if width > 0 and height > 0:
+            total += width * height
+    return total
+
+
+def _outside(box: Bbox, frame: Bbox) -> float:
+    """Area (pixels) of ``box`` outside ``frame``."""
+    inside = _overlap(box, [frame])
+    return box.width * box.height - inside
 
 
 def _legend_text(item: FrontSeries, *, n_front: int) -> str:

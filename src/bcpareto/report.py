@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -170,6 +171,63 @@ def format_report(report: PlotReport) -> str:
         lines.append(f"Hypervolume all CSVs together: {report.overall_hypervolume:.6g}")
     lines.append("Wrote " + ", ".join(str(p) for p in report.outputs))
     return "\n".join(lines)
+
+
+def report_to_dict(report: PlotReport) -> dict[str, Any]:
+    """The report as plain JSON values (`bcpareto plot --json`): no NaN, no numpy types.
+
+    Keys: ``objectives`` (column, direction), ``reference_point`` (column -> value, and
+    whether it is the default), ``sources`` (path, name, rows, front rows, rows skipped for a
+    NaN objective, hypervolume), ``overall_hypervolume`` (several CSVs; else null), ``front``
+    (the rows of pareto_front.csv, every column, blank cells as null) and ``outputs`` (paths).
+    """
+    # Pooling CSVs with and without a column makes it float; give each row its own CSV's ints.
+    integer_columns = {
+        str(source.path): {c for c in source.table.columns
+                           if pd.api.types.is_integer_dtype(source.table[c])}
+        for source in report.sources
+    }
+    return {
+        "objectives": [{"column": o.column, "direction": o.direction} for o in report.objectives],
+        "reference_point": {
+            "values": {o.column: float(v) for o, v in zip(report.objectives, report.ref)},
+            "default": report.ref_is_default,
+        },
+        "sources": [
+            {
+                "path": str(source.path),
+                "name": source.name,
+                "n_rows": len(source.values),
+                "n_front": int(source.front.sum()),
+                "n_excluded": source.n_excluded,
+                "hypervolume": _json_value(source.hypervolume),
+            }
+            for source in report.sources
+        ],
+        "overall_hypervolume": _json_value(report.overall_hypervolume),
+        "front": [_json_row(row, integer_columns[row["source"]])
+                  for row in report.front_table.to_dict(orient="records")],
+        "outputs": [str(path) for path in report.outputs],
+    }
+
+
+def _json_row(row: dict[Any, Any], integer_columns: set[str]) -> dict[str, Any]:
+    result = {}
+    for column, value in row.items():
+        value = _json_value(value)
+        if column in integer_columns and isinstance(value, float):
+            value = int(value)
+        result[str(column)] = value
+    return result
+
+
+def _json_value(value: Any) -> Any:
+    """A CSV cell or a number as JSON has it: numpy scalars unwrapped, NaN and inf as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 # --- loading and validation -----------------------------------------------------------------
