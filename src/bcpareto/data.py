@@ -119,7 +119,8 @@ def load_data(
         from .groups import find_groups
 
         groups = find_groups(_by_class({"TRAIN": train_sample, "TEST": test_sample}), progress=progress)
-        shared = {p for p, _ in test_sample if groups.shares_train(p)}
+        with_train = {g for path, g in groups.group.items() if groups.split[path] == "TRAIN"}
+        shared = {p for p, _ in test_sample if groups.group_of(p) in with_train}
         test_sample = [(p, label) for p, label in test_sample if p not in shared]
     train = _load("TRAIN", train_sample, **decode)
     test = _load("TEST", test_sample, **decode)
