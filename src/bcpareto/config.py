@@ -60,7 +60,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast", "stain", "zoom"
     limit_per_class: int | None = None  # images per class and split, for quick runs
-    validation: str = "holdout"  # "holdout": stratified share of TRAIN; "test": TEST (earlier way)
+    # "grouped": a share of TRAIN's source smears (groups.py), no smear on both sides, and TEST
+    # without the images whose smear is in TRAIN; "holdout": a share of TRAIN's images (copies
+    # of one smear on both sides: optimistic); "test": TEST (the earlier way)
+    validation: str = "grouped"
     val_fraction: float = 0.15  # share of TRAIN held out for model selection
     drop_test_duplicates: bool = True  # TEST files byte-identical to TRAIN files leak; drop them
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
@@ -92,7 +95,7 @@ _CHOICES = {
     "padding": ("same", "valid"),
     "optimizer": ("adam", "adamw", "sgd"),
     "lr_schedule": ("constant", "cosine"),
-    "validation": ("holdout", "test"),
+    "validation": ("grouped", "holdout", "test"),
 }
 _AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast", "stain", "zoom")
 
