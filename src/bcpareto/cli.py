@@ -17,7 +17,9 @@ import click
 
 from . import __version__
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
-from .errors import BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, TrialFailed
+from .errors import (
+    BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, StorageError, TrialFailed,
+)
 
 DEFAULT_GRID = "hyper_parameters.xlsx"
 
@@ -33,7 +35,7 @@ def _errors() -> Iterator[None]:
     """Library errors -> messages: bad input exits 2, anything else the tool reports exits 1."""
     try:
         yield
-    except (GridSpecError, ConfigError, ColumnError) as exc:
+    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError) as exc:
         raise BadInput(str(exc)) from None
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from None
@@ -64,6 +66,22 @@ def _preset_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+# Study names become folder names (runs/<study>) and database keys: a safe character set only.
+STUDY_NAME_CHARS = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100"
+
+
+def _study_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+        raise click.BadParameter(f"{value!r}: expected {STUDY_NAME_CHARS} characters (e.g. cells-v1)")
+    return value
+
+
+def _study_option(help_text: str) -> Any:
+    return click.option("--study", "study_name", metavar="NAME", callback=_study_name, help=help_text)
 
 
 def _grid_argument(func: Any) -> Any:
@@ -136,9 +154,8 @@ def _h5_mb(point: Any, config: Any) -> float:
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="Optuna storage URL shared by workers, e.g. postgresql://user:pass@host/db "
               "[default: sqlite file bcpareto.db in --run-dir]. The password is never printed.")
-@click.option("--study", "study_name", metavar="NAME",
-              help="Study name [default: from the sheet, preset and a hash of both, so the same "
-              "command resumes]. Workers with the same --storage and --study share one grid.")
+@_study_option("Study name [default: from the sheet, preset and a hash of both, so the same "
+               "command resumes]. Workers with the same --storage and --study share one grid.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Worker processes on this machine, each pinned to one GPU (round robin) when "
               "there are GPUs; on CPU they share the cores.")
@@ -195,7 +212,8 @@ def search(
                 outcome = search_in_workers(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
-                    study_name=study_name, workers=workers, retry_failed=retry_failed, echo=click.echo,
+                    study_name=study_name, workers=workers, retry_failed=retry_failed,
+                    on_bad_image=on_bad_image, echo=click.echo,
                 )
                 _finish_workers(outcome, run_dir=run_dir)
                 return
@@ -364,8 +382,10 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
       bcpareto plot metrics_log.csv --y test_accuracy --z latency_ms:min
     """
     from .report import format_report, plot_report
+    from .runs import check_creatable_dir
 
     with _errors():
+        check_creatable_dir(out_dir, option="--out")
         report = plot_report(csv_files, x=x, y=y, z=z, ref=ref, out_dir=out_dir)
     click.echo(format_report(report))
 
@@ -378,7 +398,7 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
               help="Folder for the model file and model_card.json.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The search's run directory.")
-@click.option("--study", "study_name", metavar="NAME", help="Study, when several trained this grid point.")
+@_study_option("Study, when several trained this grid point.")
 def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None) -> None:
     """Write the trained model of grid point GRID_ID for deployment, with a JSON model card.
 
@@ -390,7 +410,10 @@ def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_n
     from .export import export_trial
     from .runs import find_trial
 
+    from .runs import check_creatable_dir
+
     with _errors():
+        check_creatable_dir(out_dir, option="--out")
         paths = export_trial(find_trial(run_dir, grid_id, study=study_name), fmt=fmt, out_dir=out_dir)
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
@@ -400,7 +423,7 @@ def export_command(grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_n
               show_default=True, help="Where `bcpareto search` put its bcpareto.db.")
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="Optuna storage URL [default: sqlite file bcpareto.db in --run-dir].")
-@click.option("--study", "study_name", metavar="NAME", help="Only this study [default: all].")
+@_study_option("Only this study [default: all].")
 def status(run_dir: Path, storage: str | None, study_name: str | None) -> None:
     """Completed, running, failed and remaining grid points of each study in the storage."""
     from .status import study_status
