@@ -387,8 +387,8 @@ def check_search_inputs(
     storage_url: str | None,
 ) -> None:
     """Everything a search needs that is cheap to check, before anything is created: grid
-    points that collapse, the run directory, the storage URL (and a PostgreSQL server), the
-    data set's folders. Decoding the images (an empty class) comes next, still before the study."""
+    points that collapse, the run directory, the storage URL (and a PostgreSQL server's
+    answer), the data set's folders. Decoding the images (an empty class) comes next, still before the study."""
     from .runs import check_creatable_dir
     from .storage import check_storage_reachable, check_storage_url, heartbeat_settings
 
@@ -397,8 +397,8 @@ def check_search_inputs(
     check_creatable_dir(run_dir, option="--run-dir")
     url = storage_url or default_storage_url(run_dir)
     check_storage_url(url)
-    check_data_dir(data_dir)
     check_storage_reachable(url)
+    check_data_dir(data_dir)
 
 
 def check_data_dir(data_dir: Path) -> None:

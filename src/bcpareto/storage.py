@@ -81,12 +81,12 @@ def _secrets(url: str) -> set[str]:
         for key, value in parsed.query.items():
             if _is_secret_key(key):
                 found.update([value] if isinstance(value, str) else value)
-    # As written: the userinfo ends at the first '@' after the scheme (SQLAlchemy's rule), the
-    # query at the first '?' after it.
+    # As written. SQLAlchemy ends the userinfo at the first '@', a browser at the last one: both
+    # readings are masked, so an unencoded '@' in a password leaks under neither.
     rest = url.split("://", 1)[1] if "://" in url else ""
-    userinfo = rest.split("@", 1)[0] if "@" in rest else ""
-    if ":" in userinfo and "/" not in userinfo.split(":", 1)[0]:
-        found.add(userinfo.split(":", 1)[1])
+    for userinfo in (rest.split("@", 1)[0] if "@" in rest else "", _userinfo(rest)):
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
     query = rest.split("?", 1)[1] if "?" in rest else ""
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
@@ -99,15 +99,24 @@ def _secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
+def _userinfo(rest: str) -> str:
+    """``user:password`` of a URL after its ``scheme://``: up to the last '@' before the query,
+    or the last '@' of all when the password holds a '?' (the widest reading: never too little)."""
+    head = rest.split("?", 1)[0]
+    if "@" in head:
+        return head.rpartition("@")[0]
+    return rest.rpartition("@")[0] if "@" in rest and ":" in rest.split("@", 1)[0] else ""
+
+
 def _display(url: str) -> str:
     """``url`` with its passwords replaced by ***, rebuilt from its parsed parts."""
     if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    userinfo, at, hostpart = rest.partition("@")
-    if not at:
-        userinfo, hostpart = "", rest
-    elif ":" in userinfo:
+    userinfo = _userinfo(rest)
+    at = "@" if userinfo or rest.startswith("@") else ""
+    hostpart = rest[len(userinfo) + len(at):]
+    if ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
     location, question, query = hostpart.partition("?")
     if question:
@@ -213,7 +222,9 @@ def heartbeat_settings() -> tuple[int, int]:
     return values["HEARTBEAT"], values["GRACE"]
 
 
-def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, *, read_only: bool = False, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
     """The shared study storage, with heartbeats and retry of stale trials switched on.
 
     ``read_only`` (``bcpareto status``): open a storage that holds studies without writing to it
@@ -223,6 +234,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBSto
     import optuna
     import sqlalchemy.exc
 
+    read_only = read_only or must_exist  # must_exist: the earlier name
     check_storage_url(url)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     heartbeat, grace = heartbeat_settings()
