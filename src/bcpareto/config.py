@@ -204,8 +204,8 @@ def _validate(raw: dict[str, Any], *, source: str, options: set[str] = frozenset
             problems.append(f"{key} = {raw[key]!r}: expected a number in [0, 1)")
     if "val_fraction" in raw and not 0 < raw["val_fraction"] < 1:
         problems.append(f"val_fraction = {raw['val_fraction']!r}: expected a number in (0, 1)")
-    if "learning_rate" in raw and not 0 < raw["learning_rate"] <= 10:
-        problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number (at most 10)")
+    if "learning_rate" in raw and not raw["learning_rate"] > 0:
+        problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number")
     augment = raw.get("augment", [])
     bad = [a for a in augment if a not in _AUGMENTATIONS]
     if bad:

@@ -244,9 +244,8 @@ def open_storage(
     if target.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers on one file
         path = _sqlite_path(target)
-        if read_only:
+        if read_only:  # no lock file, no tables (a read may still roll back a killed writer's journal)
             _check_sqlite_study_file(path)
-            target = f"sqlite:///file:{quote(str(Path(path).resolve()))}?mode=ro&uri=true"
         else:
             creating = file_lock(Path(f"{path}.lock"))  # one process creates the tables
     elif read_only:
@@ -293,8 +292,10 @@ def _check_sqlite_study_file(path: str) -> None:
     if not Path(path).is_file():
         raise StorageError(f"no study storage at {path}; {hint}")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro",
-                                                uri=True)) as conn:
+        # mode=rw: never creates the file; reading sqlite_master writes nothing (a 0-byte file
+        # stays 0 bytes), and may roll back the journal of a writer that was killed.
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=rw",
+                                                uri=True, timeout=60)) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: not a study storage (SQLite says: {exc}); {hint}") from None
