@@ -22,7 +22,7 @@ def test_overrides_win_and_none_is_ignored() -> None:
 
 
 @pytest.mark.parametrize("text,fragment", [
-    ("image_size = 0", "image_size = 0: expected a positive integer"),
+    ("image_size = 0", "image_size = 0: expected 8-512 px"),
     ("padding = 'full'", "expected one of same, valid"),
     ("augment = ['mixup']", "'mixup'"),
     ("colour = 'rgb'", "unknown key(s) colour"),

@@ -88,7 +88,7 @@ def test_a_collapsing_point_is_rejected_before_training(tmp_path: Path) -> None:
 
 def test_missing_data_directory_is_a_clear_error_and_writes_nothing(tmp_path: Path, tiny_grid: Path) -> None:
     code, output = _search(tmp_path, tiny_grid, data=tmp_path / "nowhere")
-    assert code == 1, output
+    assert code == 2, output
     assert "nowhere" in output and "does not exist" in output
     assert not (tmp_path / "run" / "metrics_log.csv").exists()
 
@@ -97,7 +97,7 @@ def test_a_class_missing_from_test_is_named_and_nothing_is_written(tmp_path: Pat
     data = copy_subset(tmp_path / "data", per_class=2)
     shutil.rmtree(data / "TEST" / "MONOCYTE")
     code, output = _search(tmp_path, tiny_grid, data=data)
-    assert code == 1, output
+    assert code == 2, output
     assert "MONOCYTE" in output and "TEST" in output
     assert not (tmp_path / "run" / "metrics_log.csv").exists()
 
@@ -120,7 +120,7 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path, tiny_grid: Pat
     assert code == 0, output
     assert "skipped 1 unreadable file(s)" in output and victim.name in output
     code, output = _search(tmp_path / "strict", tiny_grid, "--on-bad-image", "fail", data=data)
-    assert code == 1 and victim.name in output
+    assert code == 2 and victim.name in output
 
 
 @pytest.mark.slow

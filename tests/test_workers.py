@@ -366,7 +366,7 @@ def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
 
 def test_status_without_a_storage_says_so_and_creates_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "no study storage at" in result.output and "bcpareto search" in result.output
     assert not list(tmp_path.iterdir())
 
@@ -442,8 +442,8 @@ def test_a_bad_storage_url_never_shows_its_password(tmp_path: Path, command: str
         "--storage", url,
     ]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1, result.output
-    assert "cannot open the study storage postgresql+psycopg2://bcpareto:***@127.0.0.1:1" in result.output
+    assert result.exit_code == 2, result.output
+    assert "the study storage postgresql+psycopg2://bcpareto:***@127.0.0.1:1" in result.output
     _assert_secret_absent(secret, result.output, tmp_path)
 
 
@@ -451,6 +451,6 @@ def test_a_wrong_password_on_a_real_server_is_not_shown(tmp_path: Path, pg_url: 
     right = _password(pg_url)
     wrong = "Wrong-" + uuid.uuid4().hex[:10]
     result = CliRunner().invoke(cli, ["status", "--storage", pg_url.replace(right, wrong)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "password authentication failed" in result.output, result.output
     assert wrong not in result.output and right not in result.output

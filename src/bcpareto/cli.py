@@ -17,7 +17,15 @@ import click
 
 from . import __version__
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
-from .errors import BcParetoError, ColumnError, ConfigError, DataError, GridSpecError, TrialFailed
+from .errors import (
+    BcParetoError,
+    ColumnError,
+    ConfigError,
+    DataError,
+    GridSpecError,
+    StorageError,
+    TrialFailed,
+)
 from .quiet import VERBOSE_ENV
 
 
@@ -32,7 +40,7 @@ def _errors() -> Iterator[None]:
     """Library errors -> messages: bad input exits 2, anything else the tool reports exits 1."""
     try:
         yield
-    except (GridSpecError, ConfigError, ColumnError) as exc:
+    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError) as exc:
         raise BadInput(str(exc)) from None
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from None
@@ -67,6 +75,22 @@ def _preset_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+# Study names become folder names (runs/<study>) and database keys: a safe character set only.
+STUDY_NAME_CHARS = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100"
+
+
+def _study_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+        raise click.BadParameter(f"{value!r}: expected {STUDY_NAME_CHARS} characters (e.g. cells-v1)")
+    return value
+
+
+def _study_option(help_text: str) -> Any:
+    return click.option("--study", "study_name", metavar="NAME", callback=_study_name, help=help_text)
 
 
 def _grid_argument(func: Any) -> Any:
@@ -158,9 +182,8 @@ def _h5_mb(point: Any, config: Any) -> float:
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="Optuna storage URL shared by workers, e.g. postgresql://user:pass@host/db "
               "[default: sqlite file bcpareto.db in --run-dir]. The password is never printed.")
-@click.option("--study", "study_name", metavar="NAME",
-              help="Study name [default: from the sheet, preset and a hash of both, so the same "
-              "command resumes]. Workers with the same --storage and --study share one grid.")
+@_study_option("Study name [default: from the sheet, preset and a hash of both, so the same "
+               "command resumes]. Workers with the same --storage and --study share one grid.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Worker processes on this machine, each pinned to one GPU (round robin) when "
               "there are GPUs; on CPU they share the cores.")
@@ -225,7 +248,7 @@ def search(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
                     study_name=study_name, workers=workers, retry_failed=retry_failed,
-                    repeats=repeats, echo=click.echo,
+                    repeats=repeats, on_bad_image=on_bad_image, echo=click.echo,
                 )
                 _finish_workers(outcome, run_dir=run_dir)
                 return
@@ -400,8 +423,10 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
     import json
 
     from .report import format_report, plot_report, report_to_dict
+    from .runs import check_creatable_dir
 
     with _errors():
+        check_creatable_dir(out_dir, option="--out")
         report = plot_report(csv_files, x=x, y=y, z=z, ref=ref, out_dir=out_dir)
     click.echo(json.dumps(report_to_dict(report), indent=2) if as_json else format_report(report))
 
@@ -414,7 +439,7 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
               help="Folder for the model file and model_card.json.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The search's run directory.")
-@click.option("--study", "study_name", metavar="NAME", help="Study, when several trained this grid point.")
+@_study_option("Study, when several trained this grid point.")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which run of the point, when the search ran with --repeats (0: the first).")
 def export_command(
@@ -428,9 +453,10 @@ def export_command(
     """
     from .export import export_trial
     from .quiet import import_tensorflow
-    from .runs import find_trial
+    from .runs import check_creatable_dir, find_trial
 
     with _errors():
+        check_creatable_dir(out_dir, option="--out")
         trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
         import_tensorflow()
         paths = export_trial(trial, fmt=fmt, out_dir=out_dir)
@@ -442,7 +468,7 @@ def export_command(
               show_default=True, help="Where `bcpareto search` put its bcpareto.db.")
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="Optuna storage URL [default: sqlite file bcpareto.db in --run-dir].")
-@click.option("--study", "study_name", metavar="NAME", help="Only this study [default: all].")
+@_study_option("Only this study [default: all].")
 @click.option("--json", "as_json", is_flag=True, help="Print the studies as JSON, for scripts and dashboards.")
 def status(run_dir: Path, storage: str | None, study_name: str | None, as_json: bool) -> None:
     """Completed, running, failed and remaining grid points of each study in the storage."""

@@ -132,8 +132,9 @@ def load_config(name_or_path: str = "default", **overrides: Any) -> TrainConfig:
         )
     if raw.get("grid"):
         raw["grid"] = str(_grid_beside(path, raw["grid"]))
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return _validate(raw, source=str(path))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    raw.update(given)
+    return _validate(raw, source=str(path), options=set(given))
 
 
 def resolve_grid(config: TrainConfig) -> Path:
@@ -154,22 +155,90 @@ def _grid_beside(preset: Path, grid: str) -> Path:
     return shipped.resolve() if shipped.is_file() else beside
 
 
-def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:
-    problems = []
+# Upper bounds where a value can exhaust memory or time. The frames are 320x240 (a cell window
+# 144 px): a larger input only upsamples them, while the decoded cache grows with the square of
+# the side (12.4k TRAIN images at 512 px RGB: 9.8 GB) and every conv layer's activations too.
+MAX_IMAGE_SIZE = 512
+MAX_BATCH_SIZE = 4096  # a batch of 4096 64-px images is 200 MB of float32 input alone
+MAX_EPOCHS = 10_000
+MAX_LATENCY_RUNS = 100_000
+_KINDS = {  # key -> (expected TOML type(s), how the message names it)
+    "name": (str, "a string"), "color_mode": (str, "a string"), "padding": (str, "a string"),
+    "optimizer": (str, "a string"), "lr_schedule": (str, "a string"), "validation": (str, "a string"),
+    "rescale": (bool, "true or false"), "drop_test_duplicates": (bool, "true or false"),
+    "edge_metrics": (bool, "true or false"),
+    "image_size": (int, "a whole number"), "cell_crop": (int, "a whole number"),
+    "batch_size": (int, "a whole number"), "epochs": (int, "a whole number"),
+    "warmup_epochs": (int, "a whole number"), "latency_runs": (int, "a whole number"),
+    "seed": (int, "a whole number"), "limit_per_class": (int, "a whole number"),
+    "bn_momentum": (float, "a number"), "conv_dropout": (float, "a number"),
+    "dense_dropout": (float, "a number"), "learning_rate": (float, "a number"),
+    "weight_decay": (float, "a number"), "label_smoothing": (float, "a number"),
+    "val_fraction": (float, "a number"), "grid": (str, "a path string"),
+    "augment": (list, "a list of strings"),
+}
+_RANGES: dict[str, tuple[float, float, str]] = {  # key -> (low, high, what the range is)
+    "image_size": (8, MAX_IMAGE_SIZE, f"8-{MAX_IMAGE_SIZE} px (the frames are 320x240: a larger "
+                   "input only upsamples them, and memory grows with its square)"),
+    "batch_size": (1, MAX_BATCH_SIZE, f"1-{MAX_BATCH_SIZE}"),
+    "epochs": (1, MAX_EPOCHS, f"1-{MAX_EPOCHS}"),
+    "warmup_epochs": (0, MAX_EPOCHS, f"0-{MAX_EPOCHS}"),
+    "latency_runs": (1, MAX_LATENCY_RUNS, f"1-{MAX_LATENCY_RUNS}"),
+    "seed": (0, 2**32 - 1, "0-4294967295"),
+    "limit_per_class": (1, 10**9, "a positive whole number"),
+    "bn_momentum": (0, 1, "[0, 1)"), "weight_decay": (0, 1, "[0, 1)"),
+}
+
+
+def _kind_problem(key: str, value: Any) -> str | None:
+    """A message when ``value`` is not of the key's type (a TOML string where a number belongs)."""
+    if key not in _KINDS or (key in ("limit_per_class", "grid") and value is None):
+        return None
+    kind, expected = _KINDS[key]
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if ok:
+        return None
+    hint = ""
+    if isinstance(value, str) and kind in (int, float):
+        hint = f" (write {key} = {value.strip()} without quotes)" if _numeric(value) else ""
+    return f"{key} = {value!r}: expected {expected}{hint}"
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _validate(raw: dict[str, Any], *, source: str, options: set[str] = frozenset()) -> TrainConfig:
+    """Every value's type, then its range; a value given on the command line is named as its
+    option (``--image-size 100000: expected ...``), a preset's as its key."""
+    problems: list[str] = []
+    for key, value in raw.items():  # types first: the range checks below compare numbers
+        problem = _kind_problem(key, value)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(_problems(source, problems, raw, options))
     for key, value in raw.items():
         if key in _CHOICES and value not in _CHOICES[key]:
             problems.append(f"{key} = {value!r}: expected one of {', '.join(_CHOICES[key])}")
-    for key in ("image_size", "batch_size", "epochs"):
-        if key in raw and (not isinstance(raw[key], int) or raw[key] < 1):
-            problems.append(f"{key} = {raw[key]!r}: expected a positive integer")
-    if "cell_crop" in raw and (not isinstance(raw["cell_crop"], int) or not 0 <= raw["cell_crop"] <= 4096
-                               or 0 < raw["cell_crop"] < 16):
+    for key, (low, high, what) in _RANGES.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        upper_open = key in ("bn_momentum", "weight_decay")
+        if value < low or (value >= high if upper_open else value > high):
+            problems.append(f"{key} = {value!r}: expected {what}")
+    if "cell_crop" in raw and (not 0 <= raw["cell_crop"] <= 4096 or 0 < raw["cell_crop"] < 16):
         problems.append(f"cell_crop = {raw['cell_crop']!r}: expected 0 (whole frame) or a window side "
                         "in source pixels, 16-4096 (e.g. 144)")
-    if raw.get("limit_per_class") is not None and (
-        not isinstance(raw["limit_per_class"], int) or raw["limit_per_class"] < 1
-    ):
-        problems.append(f"limit_per_class = {raw['limit_per_class']!r}: expected a positive integer")
     for key in ("conv_dropout", "dense_dropout", "label_smoothing"):
         if key in raw and not 0 <= raw[key] < 1:
             problems.append(f"{key} = {raw[key]!r}: expected a number in [0, 1)")
@@ -183,5 +252,17 @@ def _validate(raw: dict[str, Any], *, source: str) -> TrainConfig:
         problems.append(f"augment has {bad[0]!r}: expected any of {', '.join(_AUGMENTATIONS)}")
     raw["augment"] = tuple(augment)
     if problems:
-        raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+        raise ConfigError(_problems(source, problems, raw, options))
     return TrainConfig(**raw)
+
+
+def _problems(source: str, problems: list[str], raw: dict[str, Any], options: set[str]) -> str:
+    lines = []
+    for line in problems:
+        key = line.split(" = ", 1)[0]
+        if key in options:  # the command line's value, not the preset's
+            line = f"--{key.replace('_', '-')} {raw[key]}:" + line.split(":", 1)[1]
+        lines.append(line)
+    if all(line.startswith("--") for line in lines):
+        return "\n".join(lines)
+    return f"{source}:\n  " + "\n  ".join(lines)

@@ -230,6 +230,19 @@ def _load(split: str, files: list[tuple[Path, int]], *, image_size: int, color_m
             f"{len(skipped)} unreadable image file(s) in {split}: {', '.join(skipped[:5])}; "
             "remove them or use --on-bad-image skip"
         )
+    # Skipping must never make a class vanish: a model that never saw a class would train, be
+    # measured and be logged as if it had (whatever --on-bad-image says).
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    for label in sorted({label for _, label in files}):
+        if counts[label] == 0:
+            lost = [str(p) for p, of in files if of == label]
+            raise DataError(
+                f"{Path(lost[0]).parent}: no usable image in this class of {split}: all "
+                f"{len(lost)} file(s) were unreadable and skipped ({', '.join(lost[:5])}"
+                + (f", and {len(lost) - 5} more" if len(lost) > 5 else "") + "); a model trained "
+                "without this class would never predict it. Replace the files (`bcpareto data "
+                "check` lists every problem)"
+            )
     return Split(split, images, labels, tuple(paths), tuple(skipped))
 
 
@@ -239,8 +252,11 @@ def _cache_key(files: list[tuple[Path, int]], *, image_size: int, color_mode: st
     if cell_crop:
         digest.update(f" cell_crop {cell_crop} {LOCATOR_VERSION}".encode())
     for path, label in files:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = path.stat()
+            digest.update(f"{path.resolve()}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except (OSError, RuntimeError):  # a link loop: unreadable, skipped (or failed) when decoded
+            digest.update(f"{path}\0{label}\0unreadable\n".encode())
     crop = f"-crop{cell_crop}" if cell_crop else ""
     return f"{image_size}px-{color_mode}{crop}-{digest.hexdigest()[:16]}"
 
@@ -284,8 +300,10 @@ def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: s
     def one(path: Path) -> np.ndarray | None:
         try:
             return decode_image(path, image_size=image_size, color_mode=color_mode, cell_crop=cell_crop)
-        except (OSError, ValueError, SyntaxError):  # PIL's errors for unreadable/truncated files
-            return None
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, struct.error,
+            return None  # DecompressionBombError... for unreadable, truncated or huge files
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         arrays = list(pool.map(one, [p for p, _ in files]))

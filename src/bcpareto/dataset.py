@@ -47,7 +47,11 @@ def scan_class_dir(class_dir: Path) -> tuple[list[Path], list[Path], list[Path]]
     with os.scandir(class_dir) as entries:
         for entry in entries:
             path = class_dir / entry.name
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop: a file that cannot be opened, reported as unreadable
+                is_dir = False
+            if is_dir:
                 subdirs.append(path)
             elif is_image_name(entry.name):
                 images.append(path)
@@ -143,9 +147,23 @@ def cross_split_duplicates(
     """
     known = dict(digests or {})
     todo = [p for p in all_paths(train) + all_paths(test) if p not in known]
-    known.update(file_digests(todo, workers=workers))
-    train_digests = {known[p] for p in all_paths(train)}
-    return {p for p in all_paths(test) if known[p] in train_digests}
+    known.update(_readable_digests(todo, workers=workers))
+    train_digests = {known[p] for p in all_paths(train) if p in known}
+    return {p for p in all_paths(test) if p in known and known[p] in train_digests}
+
+
+def _readable_digests(paths: list[Path], *, workers: int | None) -> dict[Path, str]:
+    """Digests of the files that can be read; an unreadable one is no one's duplicate (the
+    decoder then skips it, or stops with --on-bad-image fail)."""
+
+    def one(path: Path) -> str | None:
+        try:
+            return digest(Path(path).read_bytes())
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        return {p: d for p, d in zip(paths, pool.map(one, paths)) if d is not None}
 
 
 

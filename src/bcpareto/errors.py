@@ -17,6 +17,11 @@ class DataError(BcParetoError):
     """The data directory is missing or not laid out as a data set."""
 
 
+class StorageError(BcParetoError):
+    """The storage URL is malformed, its driver is missing, or the storage cannot be opened
+    (exit code 2: the user fixes --storage / BCPARETO_STORAGE)."""
+
+
 class ColumnError(BcParetoError):
     """A metrics CSV lacks a usable column (exit code 2: bad input)."""
 

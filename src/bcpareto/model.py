@@ -225,3 +225,44 @@ def h5_size_mb(model: keras.Model) -> float:
         if os.path.getsize(probe) < 2 * config_bytes:  # stored once: add the earlier second copy
             size += config_bytes
         return size / MIB
+
+
+def train_memory_bytes(point: GridPoint, *, image_size: int, channels: int, padding: str,
+                       batch_size: int) -> int:
+    """A rough lower bound of the memory one training step of this point needs, in bytes.
+
+    float32 weights, their gradients and Adam's two moments (4 copies of every parameter), plus
+    one batch of input and of every conv block's activations, kept for the backward pass (about
+    4 tensors per block: conv output, pooled, normalised, dropped out).
+    """
+    measures = cost(point, image_size=image_size, channels=channels, padding=padding)
+    side, per_image = image_size, image_size * image_size * channels
+    for f, k in zip(point.filters, point.kernel_sizes):
+        conv_side = side - k + 1 if padding == "valid" else side
+        per_image += 4 * conv_side * conv_side * f
+        side = conv_side // 2
+    per_image += 4 * sum(point.neurons)
+    return 4 * (4 * measures.n_params + batch_size * per_image)
+
+
+def memory_limit_bytes() -> int:
+    """This machine's physical memory (the most a training step could ever use)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40
+
+
+def check_memory(point: GridPoint, *, config: TrainConfig) -> None:
+    """Raise TrialFailed, with the reason, when a point cannot fit this machine's memory."""
+    need = train_memory_bytes(point, image_size=config.image_size, channels=config.channels,
+                              padding=config.padding, batch_size=config.batch_size)
+    have = memory_limit_bytes()
+    if need > have:
+        raise TrialFailed(
+            f"grid point {point.grid_id} ({point.describe()}): training it needs at least "
+            f"{need / 2**30:,.1f} GiB (weights, gradients, optimizer state and one batch of "
+            f"activations at {config.image_size} px, batch {config.batch_size}), more than this "
+            f"machine's {have / 2**30:,.1f} GiB; use fewer filters or neurons, a smaller "
+            "--image-size or --batch-size"
+        )

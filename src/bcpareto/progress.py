@@ -10,19 +10,32 @@ from .gridspec import GridPoint
 from .model import cost
 
 
-def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[GridPoint], float]:
-    """Seconds per training step as a + b * MACs, fitted on the cheapest and costliest point."""
+def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[GridPoint], float] | None:
+    """Seconds per training step as a + b * MACs, fitted on the cheapest and costliest point.
+
+    A point that cannot be built or timed (too big for memory, any error) is left out here; it
+    fails with its reason when its turn comes. None when no point could be timed.
+    """
     from .trial import time_train_step
 
     def macs(p: GridPoint) -> int:
         return cost(p, image_size=config.image_size, channels=config.channels, padding=config.padding).macs
 
-    ordered = sorted(points, key=macs)
-    ends = [ordered[0]] if macs(ordered[0]) == macs(ordered[-1]) else [ordered[0], ordered[-1]]
-    measured = [(macs(p), time_train_step(p, config=config)) for p in ends]
+    measured: list[tuple[int, float]] = []
+    for candidates in (sorted(points, key=macs), sorted(points, key=macs, reverse=True)):
+        for point in candidates:
+            try:
+                seconds = time_train_step(point, config=config)
+            except Exception:  # noqa: BLE001 - the trial itself reports why
+                continue
+            if not measured or measured[0][0] != macs(point):
+                measured.append((macs(point), seconds))
+            break
+    if not measured:
+        return None
     if len(measured) == 1:
         return lambda p: measured[0][1]
-    (m0, t0), (m1, t1) = measured
+    (m0, t0), (m1, t1) = sorted(measured)
     slope = max(0.0, (t1 - t0) / (m1 - m0))
     return lambda p: max(t0 + slope * (macs(p) - m0), 1e-4)
 

@@ -233,9 +233,23 @@ def _json_value(value: Any) -> Any:
 # --- loading and validation -----------------------------------------------------------------
 
 
+MAX_COLUMNS = 10_000  # a header wider than this is not a metrics log; reading it took minutes
+MAX_HEADER_CHARS = 1_000_000
+LISTED_COLUMNS = 60  # messages name at most this many columns
+
+
 def _read_metrics(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ColumnError(f"{path}: no such file (expected a metrics CSV such as metrics_log.csv)")
+    with open(path, newline="", errors="replace") as handle:  # the header alone, cheaply
+        header = handle.readline(MAX_HEADER_CHARS + 1)
+    n_columns = header.count(",") + 1
+    if len(header) > MAX_HEADER_CHARS or n_columns > MAX_COLUMNS:
+        raise ColumnError(
+            f"{path}: its header has {'at least ' if len(header) > MAX_HEADER_CHARS else ''}"
+            f"{n_columns:,} columns; expected a metrics CSV (metrics_log.csv has about 50 columns; "
+            f"at most {MAX_COLUMNS:,} are read)"
+        )
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -350,7 +364,9 @@ def _checked_reference(ref: Sequence[float], objectives: Sequence[Objective]) ->
 def _column_list(table: pd.DataFrame, *, numeric_only: bool = False) -> str:
     """Comma-separated column names; with ``numeric_only``, all columns then the numeric ones."""
     columns = [str(c) for c in table.columns]
-    listed = ", ".join(columns) if columns else "(none)"
+    listed = ", ".join(columns[:LISTED_COLUMNS]) if columns else "(none)"
+    if len(columns) > LISTED_COLUMNS:
+        listed += f", ... ({len(columns) - LISTED_COLUMNS:,} more)"
     if not numeric_only:
         return listed
     numeric = [

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BcParetoError
+from .errors import BcParetoError, ConfigError
 
 if TYPE_CHECKING:
     import keras
@@ -56,8 +57,35 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
 
 
 def study_dir(run_dir: Path, study: str) -> Path:
-    """Where the trained models of one study go."""
+    """Where the trained models of one study go (always inside ``run_dir/runs``)."""
+    if not study or study in (".", "..") or "/" in study or "\\" in study or "\0" in study:
+        raise ConfigError(f"study name {study!r}: not usable as a folder name under {Path(run_dir) / RUNS}")
     return Path(run_dir) / RUNS / study
+
+
+def check_creatable_dir(path: Path, *, option: str) -> None:
+    """``path`` is a writable folder, or one that can be created (nothing is created here)."""
+    path = Path(path)
+    probe = path
+    while True:
+        try:
+            mode = probe.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{option} {path}: cannot be used ({exc.strerror or exc} at {probe}); "
+                              "expected a folder that exists or can be created") from None
+        if not stat.S_ISDIR(mode):
+            where = "exists and is" if probe == path else f"cannot be created: {probe} is"
+            raise ConfigError(f"{option} {path}: {where} a file, not a folder; expected a folder "
+                              "that exists or can be created")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            where = "is not writable" if probe == path else f"cannot be created: no permission to write in {probe}"
+            raise ConfigError(f"{option} {path}: {where}")
+        return
 
 
 def _stem(grid_id: int, repeat: int = 0) -> str:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -47,7 +48,9 @@ STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost)"
 def default_study_name(grid_name: str, points: list[GridPoint], config: TrainConfig) -> str:
     """Same grid and training settings -> same study, so a rerun resumes instead of restarting."""
     blob = json.dumps([[p.params() for p in points], config.fingerprint()], sort_keys=True)
-    return f"{Path(grid_name).stem}-{config.name}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+    # Only the characters --study accepts (it becomes a folder name): others become '_'.
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{Path(grid_name).stem}-{config.name}")[:80].lstrip("._-")
+    return f"{stem or 'grid'}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
 def grid_id_of(trial: optuna.trial.FrozenTrial) -> int | None:
@@ -249,18 +252,19 @@ def run_search(
     from .trial import train_and_evaluate
 
     started = time.perf_counter()
-    check_feature_maps(points, config=config)
-    handle = open_study(  # before decoding images, so a bad storage URL fails fast
-        points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
-        study_name=study_name, retry_failed=retry_failed, repeats=repeats,
-    )
-    study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
+    check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
+                        storage_url=storage_url)  # a bad storage URL or data dir fails fast
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
-    data = load_data_for(data_dir, config, on_bad_image=on_bad_image, progress=echo)
+    data = load_data_for(data_dir, config, on_bad_image=on_bad_image, progress=echo)  # before the study exists
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
          f"test {len(data.test)} ({data.test_source})")
     if data.skipped:
         echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+    handle = open_study(
+        points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
+        study_name=study_name, retry_failed=retry_failed, repeats=repeats,
+    )
+    study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
 
     summary = SearchSummary(study_name=name, storage=redact(url))
     echo(f"Study {name!r} on {redact(url)}")
@@ -277,8 +281,9 @@ def run_search(
         todo, config=config, n_train=len(data.train), n_eval=len(data.val) + len(data.test), echo=echo,
     )
     if todo and estimate:
-        progress.announce(calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id),
-                                    config=config))
+        step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
+        if step_seconds is not None:
+            progress.announce(step_seconds)
 
     artefacts = study_dir(run_dir, name)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -305,15 +310,15 @@ def run_search(
         point = by_id[int(trial.suggest_categorical("grid_id", [p.grid_id for p in points]))]
         repeat = int(trial.user_attrs.get("repeat", 0))
         label = _label((point.grid_id, repeat))
-        retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
-        if retry_of is not None:
-            echo(f"  {label}: retrying trial {retry_of}, whose worker stopped")
-        if estimate:
-            progress.start(point, repeat)
-        else:  # one of several workers: its own count would mislead, the study's does not
-            echo(f"{label}: {point.describe()} (trial {trial.number}; "
-                 f"{len(completed_rows(study))}/{total} completed in the study)")
-        try:
+        try:  # every step of this point: whatever fails is this point's failure, with its reason
+            retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
+            if retry_of is not None:
+                echo(f"  {label}: retrying trial {retry_of}, whose worker stopped")
+            if estimate:
+                progress.start(point, repeat)
+            else:  # one of several workers: its own count would mislead, the study's does not
+                echo(f"{label}: {point.describe()} (trial {trial.number}; "
+                     f"{len(completed_rows(study))}/{total} completed in the study)")
             with _Heartbeat(storage, trial_id):
                 result = train_and_evaluate(
                     point, config=config, data=data, model_dir=artefacts, repeat=repeat
@@ -399,6 +404,25 @@ def _running(study: optuna.Study) -> list[tuple[int, int]]:
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return sorted(u for u in map(unit_of, running) if u is not None)
+
+
+def check_search_inputs(
+    points: list[GridPoint], *, config: TrainConfig, data_dir: Path, run_dir: Path,
+    storage_url: str | None,
+) -> None:
+    """Everything a search needs that is cheap to check, before anything is created: grid
+    points that collapse, the run directory, the storage URL (and a PostgreSQL server's
+    answer), the data set's folders. Decoding the images (an empty class) comes next, still before the study."""
+    from .runs import check_creatable_dir
+    from .storage import check_storage_reachable, check_storage_url, heartbeat_settings
+
+    check_feature_maps(points, config=config)
+    heartbeat_settings()
+    check_creatable_dir(run_dir, option="--run-dir")
+    url = storage_url or default_storage_url(run_dir)
+    check_storage_url(url)
+    check_storage_reachable(url)
+    check_data_dir(data_dir)
 
 
 def check_data_dir(data_dir: Path) -> None:

@@ -40,7 +40,7 @@ def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus
 
     from optuna.trial import TrialState
 
-    storage = open_storage(url, must_exist=True)
+    storage = open_storage(url, read_only=True)
     studies = storage.get_all_studies()
     if study_name is not None:
         names = [s.study_name for s in studies]

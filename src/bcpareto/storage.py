@@ -12,15 +12,14 @@ import fcntl
 import hashlib
 import os
 import random
-import re
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
-from .errors import BcParetoError, ConfigError
+from .errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -40,26 +39,167 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / DB_NAME).resolve()}"
 
 
+# What `--storage` accepts. SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which
+# bcpareto does not install; the `postgres` extra installs psycopg2 (binary wheels for every
+# platform, and the driver SQLAlchemy 1.4/2.0 chose for postgresql://), so a bare postgresql://
+# is opened with psycopg2. An explicit postgresql+psycopg:// still uses psycopg 3.
+BACKENDS = ("sqlite", "postgresql")
+POSTGRES_DRIVER = "psycopg2"
+_DRIVER_MODULES = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000", "asyncpg": "asyncpg"}
+_DRIVER_PACKAGES = {"psycopg2": "bcpareto[postgres]", "psycopg": "psycopg[binary]"}
+URL_FORMS = ("sqlite:///PATH/bcpareto.db, or "
+             "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE (percent-encode @ and % in the password)")
+
+
+def _parse(url: str) -> Any | None:
+    """SQLAlchemy's own reading of a URL (the one the connection uses), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        return None
+
+
+def _is_secret_key(key: str) -> bool:
+    key = key.lower()
+    return any(word in key for word in ("pass", "pwd", "secret", "token"))
+
+
+def _secrets(url: str) -> set[str]:
+    """Every password of ``url`` as written and as decoded, from parsing it as SQLAlchemy does.
+
+    The password of ``scheme://user:PASSWORD@host`` (it may hold '/', ':' or '%XX'), and the value
+    of any query parameter that names a password (``?password=...``, ``sslpassword``, ...).
+    """
+    found: set[str] = set()
+    parsed = _parse(url)
+    if parsed is not None and parsed.password:
+        found.add(str(parsed.password))
+    if parsed is not None:
+        for key, value in parsed.query.items():
+            if _is_secret_key(key):
+                found.update([value] if isinstance(value, str) else value)
+    # As written. SQLAlchemy ends the userinfo at the first '@', a browser at the last one: both
+    # readings are masked, so an unencoded '@' in a password leaks under neither.
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    for userinfo in (rest.split("@", 1)[0] if "@" in rest else "", _userinfo(rest)):
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if _is_secret_key(unquote_plus(key)):
+            found.add(value)
+    written = set(found)
+    for secret in written:
+        found.update({unquote(secret), unquote_plus(secret), quote(unquote(secret), safe=""),
+                      quote_plus(unquote(secret))})
+    return {s for s in found if s}
+
+
+def _userinfo(rest: str) -> str:
+    """``user:password`` of a URL after its ``scheme://``: up to the last '@' before the query,
+    or the last '@' of all when the password holds a '?' (the widest reading: never too little)."""
+    head = rest.split("?", 1)[0]
+    if "@" in head:
+        return head.rpartition("@")[0]
+    return rest.rpartition("@")[0] if "@" in rest and ":" in rest.split("@", 1)[0] else ""
+
+
+def _display(url: str) -> str:
+    """``url`` with its passwords replaced by ***, rebuilt from its parsed parts."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    userinfo = _userinfo(rest)
+    at = "@" if userinfo or rest.startswith("@") else ""
+    hostpart = rest[len(userinfo) + len(at):]
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    location, question, query = hostpart.partition("?")
+    if question:
+        pairs = []
+        for pair in query.split("&"):
+            key, eq, value = pair.partition("=")
+            pairs.append(f"{key}=***" if eq and _is_secret_key(unquote_plus(key)) else pair)
+        query = "&".join(pairs)
+    return f"{scheme}://{userinfo}{at}{location}{question}{query}"
+
+
 def redact(text: str, url: str | None = None) -> str:
     """``text`` (a URL or a message) with storage passwords replaced by ***.
 
-    Masks the password of every ``scheme://user:password@`` in the text; with ``url``, also that
-    URL's password wherever else it appears, as written or percent-decoded (a driver's message
-    may quote it in its own words).
+    ``url`` (default: ``text`` itself) is parsed as SQLAlchemy parses it; where ``text`` quotes
+    the URL it becomes the URL rebuilt with every password masked, however short, and each
+    password is masked wherever else it appears, as written, percent-decoded or encoded (a
+    driver's message may quote it in its own words).
     """
-    masked = re.sub(r"(://[^:/@\s]*:)[^\s/]*@", r"\1***@", text)
-    password = _password(url) if url else None
-    for secret in {password, unquote(password)} if password else ():
+    url = text.strip() if url is None else url
+    masked = text
+    if "://" in url:
+        for form in (url, engine_url(url)):
+            masked = masked.replace(form, _display(form))
+    for secret in sorted(_secrets(url), key=len, reverse=True):
         if len(secret) >= 4:  # masking a 1-3 character password would mangle every message
             masked = masked.replace(secret, "***")
     return masked
 
 
-def _password(url: str) -> str | None:
+def engine_url(url: str) -> str:
+    """The URL handed to SQLAlchemy: a bare ``postgresql://`` gets the driver bcpareto installs."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return f"postgresql+{POSTGRES_DRIVER}://" + url[len(bare):]
+    return url
+
+
+def check_storage_url(url: str) -> None:
+    """The URL's form and its driver, before anything is created (no connection, no file)."""
+    import importlib.util
+
+    parsed = _parse(engine_url(url))
+    shown = redact(url) if "://" in url else "(no scheme://)"
+    if parsed is None:
+        raise StorageError(f"--storage {shown}: not a storage URL; expected {URL_FORMS}")
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in BACKENDS:
+        raise StorageError(
+            f"--storage {shown}: unsupported scheme {url.split('://', 1)[0]!r}; expected {URL_FORMS}"
+        )
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            raise StorageError(f"--storage {shown}: an SQLite URL needs a file path; expected {URL_FORMS}")
+        return
+    if not parsed.host:
+        raise StorageError(f"--storage {shown}: no host; expected {URL_FORMS}")
+    if not parsed.database:
+        raise StorageError(f"--storage {shown}: no database name; expected {URL_FORMS}")
+    module = _DRIVER_MODULES.get(driver)
+    if module and importlib.util.find_spec(module) is None:
+        package = _DRIVER_PACKAGES.get(driver, module)
+        raise StorageError(
+            f"--storage {shown}: the PostgreSQL driver {module} is not installed; "
+            f"install it with: pip install '{package}'"
+        )
+
+
+def check_storage_reachable(url: str) -> None:
+    """Connect once and disconnect (PostgreSQL): a wrong host or password stops here, before any
+    study, file or folder is created. SQLite files are created later, in the run directory."""
+    import sqlalchemy
+
+    if not engine_url(url).startswith("postgresql"):
+        return
     try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+        engine = sqlalchemy.create_engine(engine_url(url), connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # driver errors: host down, bad password, no such database
+        raise StorageError(f"cannot connect to the study storage {redact(url)}: "
+                           f"{redact(first_line(exc), url)}") from None
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -82,41 +222,54 @@ def heartbeat_settings() -> tuple[int, int]:
     return values["HEARTBEAT"], values["GRACE"]
 
 
-def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, *, read_only: bool = False, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
     """The shared study storage, with heartbeats and retry of stale trials switched on.
 
-    ``must_exist``: refuse to create an SQLite file that is not there (``bcpareto status``).
+    ``read_only`` (``bcpareto status``): open a storage that holds studies without writing to it
+    (no table creation, no lock file; an SQLite file is opened read-only), and refuse one that
+    is missing or holds no study tables.
     """
     import optuna
     import sqlalchemy.exc
 
+    read_only = read_only or must_exist  # must_exist: the earlier name
+    check_storage_url(url)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     heartbeat, grace = heartbeat_settings()
+    target = engine_url(url)
     engine_kwargs: dict[str, Any] = {}
     creating: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if url.startswith("sqlite"):
+    if target.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers on one file
-        path = url.split("///", 1)[-1]
-        if must_exist and not Path(path).is_file():
-            raise BcParetoError(f"no study storage at {path}; run `bcpareto search` first, or "
-                                "pass --run-dir or --storage")
-        creating = file_lock(Path(f"{path}.lock"))  # one process creates the tables
+        path = _sqlite_path(target)
+        if read_only:  # no lock file, no tables (a read may still roll back a killed writer's journal)
+            _check_sqlite_study_file(path)
+        else:
+            creating = file_lock(Path(f"{path}.lock"))  # one process creates the tables
+    elif read_only:
+        _check_server_has_studies(url)
     problem = ""
     for _ in range(3):
         try:
             with creating:
                 return optuna.storages.RDBStorage(
-                    url,
+                    target,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat,
                     grace_period=grace,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                         max_retry=MAX_RETRY
                     ),
+                    skip_table_creation=read_only,
                 )
-        except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
-            problem = f"{exc}; for PostgreSQL: pip install 'bcpareto[postgres]'"
-            break
+        except ImportError as exc:  # Optuna re-raises the driver's ImportError in its own words
+            module = getattr(exc.__cause__, "name", None) or POSTGRES_DRIVER
+            raise StorageError(
+                f"cannot open the study storage {redact(url)}: the database driver {module} is not "
+                f"installed; install it with: pip install '{_DRIVER_PACKAGES.get(module, module)}'"
+            ) from None
         except Exception as exc:  # SQLAlchemy/driver errors: bad URL, server down, bad password
             problem = first_line(exc)
             if not (isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in problem):
@@ -124,7 +277,46 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
             # Workers that start together on an empty database race to create its tables; the
             # losers see "already exists" and succeed on the next try.
             time.sleep(0.5 + random.random())
-    raise BcParetoError(f"cannot open the study storage {redact(url)}: {redact(problem, url)}")
+    raise StorageError(f"cannot open the study storage {redact(url)}: {redact(problem, url)}")
+
+
+def _sqlite_path(url: str) -> str:
+    return url.split("///", 1)[-1].split("?", 1)[0]
+
+
+def _check_sqlite_study_file(path: str) -> None:
+    """``path`` is an SQLite file holding Optuna's tables: checked read-only, nothing written."""
+    import sqlite3
+
+    hint = "run `bcpareto search` first, or pass --run-dir or --storage"
+    if not Path(path).is_file():
+        raise StorageError(f"no study storage at {path}; {hint}")
+    try:
+        # mode=rw: never creates the file; reading sqlite_master writes nothing (a 0-byte file
+        # stays 0 bytes), and may roll back the journal of a writer that was killed.
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=rw",
+                                                uri=True, timeout=60)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a study storage (SQLite says: {exc}); {hint}") from None
+    if "studies" not in tables:
+        raise StorageError(f"{path}: holds no studies ({'an empty file' if not tables else 'no study tables'}); "
+                           f"{hint}")
+
+
+def _check_server_has_studies(url: str) -> None:
+    import sqlalchemy
+
+    check_storage_reachable(url)
+    engine = sqlalchemy.create_engine(engine_url(url))
+    try:
+        has = sqlalchemy.inspect(engine).has_table("studies")
+    except Exception as exc:  # noqa: BLE001 - driver errors, in the user's words
+        raise StorageError(f"cannot read the study storage {redact(url)}: {redact(first_line(exc), url)}") from None
+    finally:
+        engine.dispose()
+    if not has:
+        raise StorageError(f"no studies in {redact(url)} (no study tables); run `bcpareto search` first")
 
 
 def first_line(exc: BaseException) -> str:
@@ -145,7 +337,7 @@ def storage_lock(storage: optuna.storages.RDBStorage, url: str, name: str) -> It
             finally:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         return
-    path = url.split("///", 1)[-1] if url.startswith("sqlite") else None
+    path = _sqlite_path(url) if url.startswith("sqlite") else None
     lock_path = Path(f"{path}.lock") if path else Path(tempfile.gettempdir()) / f"bcpareto-{name}.lock"
     with file_lock(lock_path):
         yield

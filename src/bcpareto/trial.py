@@ -19,7 +19,7 @@ from .data import DataSplits, Split, eval_dataset, training_dataset
 from .dataset import CLASSES
 from .errors import TrialFailed
 from .gridspec import GridPoint
-from .model import build_model, cost, h5_size_mb
+from .model import build_model, check_memory, cost, h5_size_mb
 from .pausepoints import pause_point
 from .runs import save_models
 
@@ -104,6 +104,7 @@ def train_and_evaluate(
     seed = config.seed + point.grid_id + 1000 * repeat
     keras.utils.set_random_seed(seed)
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+    check_memory(point, config=config)  # a point too big for this machine fails with the reason
 
     # data
     train, val = data.train, data.val
@@ -208,6 +209,7 @@ def time_train_step(point: GridPoint, *, config: TrainConfig, steps: int = 3) ->
     """Seconds per training step of this point at the preset's batch size (after warm-up)."""
     import keras
 
+    check_memory(point, config=config)
     model = build_model(point, config=config)
     compile_model(model, config, steps_per_epoch=100)
     shape = (config.batch_size, config.image_size, config.image_size, config.channels)

@@ -142,21 +142,29 @@ class WorkersOutcome:
 def search_in_workers(
     points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
     data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
-    retry_failed: bool, repeats: int = 1, echo: Callable[[str], None] = print,
+    retry_failed: bool, repeats: int = 1, on_bad_image: str = "skip", echo: Callable[[str], None] = print,
 ) -> WorkersOutcome:
     """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
 
     ``worker_args``: the search's command-line arguments for each worker (sheet and options);
     the study's name is added, so every worker joins the study queued here.
     """
+    from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
-    from .search import check_data_dir, open_study
+    from .search import check_search_inputs, open_study
     from .status import study_status
     from .storage import redact
 
     started = time.perf_counter()
-    check_data_dir(data_dir)
+    check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
+                        storage_url=storage_url)
+    # Decode here, once, before the study is queued: an unusable data set (a class with no
+    # readable image) stops the command with nothing created, and the workers read the cache.
+    data = load_data_for(data_dir, config, on_bad_image=on_bad_image)
+    if data.skipped:
+        echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+    del data
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
                         repeats=repeats)
