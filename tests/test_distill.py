@@ -143,6 +143,11 @@ def test_bad_distillation_keys_are_named(tmp_path: Path, line: str, message: str
     assert message in str(info.value)
 
 
+def csv_rows(tmp_path: Path) -> list[dict[str, str]]:
+    with open(tmp_path / "run" / "metrics_log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _search(tmp_path: Path, grid: Path, *extra: str) -> tuple[int, str]:
     args = ["search", "--no-edge", str(grid), "--image-size", "32", "--epochs", "1", "--limit-per-class", "4",
             "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run"), *extra]
@@ -184,14 +189,19 @@ def test_students_of_a_finished_grid_point_log_the_teacher(
     code, output = _search(tmp_path, tiny_grid, "--teacher", "0")
     assert code == 0, output
     assert "Teacher: 0 (" in output and "2/2 grid points completed" in output
+    # grid point 0 now exists in two studies, teacher and students: the teacher's must be named
     code, output = _search(tmp_path, tiny_grid, "--teacher", "0", "--config", str(weight0))
+    assert code == 2 and "grid point 0 was trained in 2 studies" in output, output
+    first = csv_rows(tmp_path)[0]["study"]
+    assert f"--teacher {first}/0" in output
+    code, output = _search(tmp_path, tiny_grid, "--teacher", f"{first}/0", "--config", str(weight0))
     assert code == 0, output
-    with open(tmp_path / "run" / "metrics_log.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = csv_rows(tmp_path)
     assert len(rows) == 6 and len({r["study"] for r in rows}) == 3
     plain, student, control = rows[:2], rows[2:4], rows[4:]
     assert all(r["teacher"] == "" and r["distill_weight"] == "" for r in plain)
     assert [(r["teacher"], r["distill_weight"], r["distill_temperature"]) for r in student] == [("0", "0.5", "4.0")] * 2
+    assert {r["teacher"] for r in control} == {f"{first}/0"} and {r["distill_weight"] for r in control} == {"0.0"}
     assert all(0 <= float(r["val_accuracy"]) <= 1 for r in student)
     # weight 0 with a teacher is the plain run: the teacher runs before the student's seed is set
     for a, b in zip(plain, control):

@@ -26,12 +26,25 @@ EPSILON = 1e-7  # probabilities are clipped here before a log, as Keras' cross-e
 
 
 def resolve_teacher(spec: str, *, run_dir: Path) -> Teacher:
-    """``--teacher SPEC``: a grid id finished in run_dir (any study), or a .keras file's path."""
-    from .runs import find_trial
+    """``--teacher SPEC``: GRID_ID or STUDY/GRID_ID finished in run_dir, or a .keras file's path.
 
-    if spec.strip().isdigit():
+    A bare grid id must be finished in one study only (students of it are another study, so
+    once they hold that grid id too, name the teacher's study)."""
+    from .runs import find_trial, studies_with_trial
+
+    spec = spec.strip()
+    study, _, gid = spec.rpartition("/")
+    by_id = gid.isdigit() and not spec.endswith(".keras")
+    if by_id:
+        studies = studies_with_trial(run_dir, int(gid))
+        if not study and len(studies) > 1:
+            raise ConfigError(
+                f"--teacher {spec}: grid point {gid} was trained in {len(studies)} studies under "
+                f"{Path(run_dir) / 'runs'}; name one: "
+                + ", ".join(f"--teacher {s}/{gid}" for s in studies)
+            )
         try:
-            trial = find_trial(run_dir, int(spec))
+            trial = find_trial(run_dir, int(gid), study=study or None)
         except BcParetoError as exc:
             raise ConfigError(f"--teacher {spec}: {exc}; or pass a .keras file's path") from None
         path = trial.keras_model
@@ -45,7 +58,7 @@ def resolve_teacher(spec: str, *, run_dir: Path) -> Teacher:
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"--teacher {spec}: {path} is not a Keras model file (.keras is a zip)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return Teacher(label=spec.strip() if spec.strip().isdigit() else path.name,
+    return Teacher(label=spec if by_id else path.name,
                    path=str(path.resolve()), sha256=digest)
 
 
