@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def test_weight_1_is_the_tempered_kl_and_pulls_towards_the_teacher() -> None:
         np.testing.assert_allclose(_loss(y, far, temperature=t, weight=1.0), _reference_kl(TEACHER, far, t),
                                    rtol=1e-4)
     losses = [_loss(y, (1 - a) * far + a * TEACHER, temperature=4.0, weight=1.0) for a in (0, 0.5, 0.9, 1)]
-    assert all((a > b).all() for a, b in zip(losses, losses[1:3]))  # closer to the teacher: lower
+    assert all((a > b).all() for a, b in itertools.pairwise(losses))  # closer to the teacher: lower
     np.testing.assert_allclose(losses[-1], 0.0, atol=1e-5)  # the teacher's own outputs: nothing to learn
     mixed = _loss(y, far, temperature=4.0, weight=0.5)
     np.testing.assert_allclose(mixed, 0.5 * _loss(y, far, temperature=4.0, weight=0.0)
@@ -155,8 +157,35 @@ def _search(tmp_path: Path, grid: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _fake_run_dir(tmp_path: Path, model: Path, studies: dict[str, bool]) -> Path:
+    """run/runs/<study>/grid_0.{keras,json} for each study; True: trained with a teacher."""
+    for study, distilled in studies.items():
+        folder = tmp_path / "run" / "runs" / study
+        folder.mkdir(parents=True)
+        shutil.copy(model, folder / "grid_0.keras")
+        teacher = {"label": "0", "path": "x", "sha256": "abc"} if distilled else None
+        (folder / "grid_0.json").write_text(json.dumps({"row": {}, "config": {"teacher": teacher}}))
+    return tmp_path / "run"
+
+
+def test_a_bare_grid_id_is_the_one_study_that_was_not_distilled(tmp_path: Path) -> None:
+    run = _fake_run_dir(tmp_path, _tiny_teacher(tmp_path), {"plain-a": False, "plain-b": False, "students": True})
+    with pytest.raises(ConfigError) as info:
+        distill.resolve_teacher("0", run_dir=run)
+    assert "trained in 2 studies" in str(info.value)
+    assert "--teacher plain-a/0, --teacher plain-b/0" in str(info.value)
+    picked = distill.resolve_teacher("plain-b/0", run_dir=run)
+    assert picked.label == "plain-b/0" and picked.path == str(run / "runs" / "plain-b" / "grid_0.keras")
+    shutil.rmtree(run / "runs" / "plain-b")
+    assert distill.resolve_teacher("0", run_dir=run).path.endswith("plain-a/grid_0.keras")  # students skipped
+    assert distill.resolve_teacher("students/0", run_dir=run).path.endswith("students/grid_0.keras")
+    with pytest.raises(ConfigError, match="no finished trial for grid point 0 under .* in study 'nope'"):
+        distill.resolve_teacher("nope/0", run_dir=run)
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("3", "no finished trial for grid point 3"),
+    ("ambiguous", "grid point 0 was trained in 2 studies"),
     ("missing.keras", "expected the grid id of a finished trial"),
     ("notes.txt", "expected the grid id of a finished trial"),
     ("broken.keras", "is not a Keras model file"),
@@ -167,16 +196,21 @@ def test_bad_teacher_exits_2_and_creates_nothing(tmp_path: Path, tiny_grid: Path
     (tmp_path / "broken.keras").write_text("not a zip")
     if spec == "small.keras":
         _tiny_teacher(tmp_path, image_size=16, name="small.keras")
+    if spec == "ambiguous":
+        _fake_run_dir(tmp_path, _tiny_teacher(tmp_path, image_size=32), {"a": False, "b": False})
+        spec = "0"
     if spec.endswith((".keras", ".txt")):
         spec = str(tmp_path / spec)
+    before = sorted(tmp_path.rglob("*"))
     code, output = _search(tmp_path, tiny_grid, "--teacher", spec)
     assert code == 2, output
     assert message in output and "--teacher" in output and "Traceback" not in output
-    assert not (tmp_path / "run").exists()
+    assert sorted(tmp_path.rglob("*")) == before  # no run dir, study, CSV or cache
 
 
 @needs_data
 @pytest.mark.train
+@pytest.mark.slow
 def test_students_of_a_finished_grid_point_log_the_teacher(
     tmp_path: Path, tiny_grid: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,19 +223,15 @@ def test_students_of_a_finished_grid_point_log_the_teacher(
     code, output = _search(tmp_path, tiny_grid, "--teacher", "0")
     assert code == 0, output
     assert "Teacher: 0 (" in output and "2/2 grid points completed" in output
-    # grid point 0 now exists in two studies, teacher and students: the teacher's must be named
+    # grid point 0 is now in two studies, teacher's and students': a bare id means the teacher's
     code, output = _search(tmp_path, tiny_grid, "--teacher", "0", "--config", str(weight0))
-    assert code == 2 and "grid point 0 was trained in 2 studies" in output, output
-    first = csv_rows(tmp_path)[0]["study"]
-    assert f"--teacher {first}/0" in output
-    code, output = _search(tmp_path, tiny_grid, "--teacher", f"{first}/0", "--config", str(weight0))
     assert code == 0, output
     rows = csv_rows(tmp_path)
     assert len(rows) == 6 and len({r["study"] for r in rows}) == 3
     plain, student, control = rows[:2], rows[2:4], rows[4:]
     assert all(r["teacher"] == "" and r["distill_weight"] == "" for r in plain)
     assert [(r["teacher"], r["distill_weight"], r["distill_temperature"]) for r in student] == [("0", "0.5", "4.0")] * 2
-    assert {r["teacher"] for r in control} == {f"{first}/0"} and {r["distill_weight"] for r in control} == {"0.0"}
+    assert {(r["teacher"], r["distill_weight"]) for r in control} == {("0", "0.0")}
     assert all(0 <= float(r["val_accuracy"]) <= 1 for r in student)
     # weight 0 with a teacher is the plain run: the teacher runs before the student's seed is set
     for a, b in zip(plain, control):

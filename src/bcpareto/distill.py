@@ -28,21 +28,26 @@ EPSILON = 1e-7  # probabilities are clipped here before a log, as Keras' cross-e
 def resolve_teacher(spec: str, *, run_dir: Path) -> Teacher:
     """``--teacher SPEC``: GRID_ID or STUDY/GRID_ID finished in run_dir, or a .keras file's path.
 
-    A bare grid id must be finished in one study only (students of it are another study, so
-    once they hold that grid id too, name the teacher's study)."""
+    A bare grid id names the one study's trial that was not itself distilled, so rerunning
+    ``--teacher 0`` finds the teacher, not the students' own grid point 0; when several such
+    studies hold it, STUDY/GRID_ID picks one."""
     from .runs import find_trial, studies_with_trial
 
     spec = spec.strip()
     study, _, gid = spec.rpartition("/")
     by_id = gid.isdigit() and not spec.endswith(".keras")
     if by_id:
-        studies = studies_with_trial(run_dir, int(gid))
-        if not study and len(studies) > 1:
-            raise ConfigError(
-                f"--teacher {spec}: grid point {gid} was trained in {len(studies)} studies under "
-                f"{Path(run_dir) / 'runs'}; name one: "
-                + ", ".join(f"--teacher {s}/{gid}" for s in studies)
-            )
+        if not study:
+            studies = studies_with_trial(run_dir, int(gid))
+            plain = [s for s in studies if not _distilled(run_dir, int(gid), s)]
+            choices = plain or studies
+            if len(choices) > 1:
+                raise ConfigError(
+                    f"--teacher {spec}: grid point {gid} was trained in {len(choices)} studies under "
+                    f"{Path(run_dir) / 'runs'}; name one: "
+                    + ", ".join(f"--teacher {s}/{gid}" for s in choices)
+                )
+            study = choices[0] if choices else ""
         try:
             trial = find_trial(run_dir, int(gid), study=study or None)
         except BcParetoError as exc:
@@ -60,6 +65,13 @@ def resolve_teacher(spec: str, *, run_dir: Path) -> Teacher:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return Teacher(label=spec if by_id else path.name,
                    path=str(path.resolve()), sha256=digest)
+
+
+def _distilled(run_dir: Path, grid_id: int, study: str) -> bool:
+    """Whether that study's trial of grid_id was itself trained with a teacher."""
+    from .runs import find_trial
+
+    return bool(find_trial(run_dir, grid_id, study=study).record.get("config", {}).get("teacher"))
 
 
 def check_teacher(teacher: Teacher, *, config: TrainConfig) -> None:
