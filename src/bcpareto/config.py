@@ -56,8 +56,8 @@ class TrainConfig:
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
     # Distillation (only with --teacher): loss = (1 - w) CE(labels) + w T^2 KL(teacher_T || student_T).
-    distill_temperature: float = 4.0  # Hinton et al.'s range (2-5); T^2 keeps the soft term's gradients comparable
-    distill_weight: float = 0.5  # w on the soft term; see benchmarks/recipe.md "Distillation"
+    distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
+    distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (benchmarks/recipe.md "Distillation")
     teacher: Teacher | None = None  # set by --teacher, never by a preset
     seed: int = 0
     grid: str | None = None  # default grid sheet, relative to the preset (None: hyper_parameters.xlsx)
