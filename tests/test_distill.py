@@ -237,6 +237,12 @@ def test_students_of_a_finished_grid_point_log_the_teacher(
     for a, b in zip(plain, control):
         assert float(a["test_accuracy"]) == pytest.approx(float(b["test_accuracy"]))
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)
+    # the saved student is a plain model: it loads (and compiles) without bcpareto's loss
+    import keras
+
+    folder = tmp_path / "run" / "runs" / student[0]["study"]
+    loaded = keras.saving.load_model(folder / "grid_0.keras")
+    assert loaded.output_shape == (None, 4) and loaded.loss == "sparse_categorical_crossentropy"
     # two studies of students, one teacher: its soft targets were computed once
     cached = list(Path(distill.cache_dir(), "teacher").glob("*.npy"))
     assert len(cached) == 1

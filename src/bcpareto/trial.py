@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,8 +57,10 @@ def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
 
 
 def compile_model(
-    model: Any, config: TrainConfig, *, steps_per_epoch: int, jit_compile: bool | str = "auto"
+    model: Any, config: TrainConfig, *, steps_per_epoch: int, jit_compile: bool | str = "auto",
+    optimizer: Any = None,
 ) -> None:
+    """``optimizer``: keep this one (and its state) instead of making one from the config."""
     import keras
 
     loss: Any = "sparse_categorical_crossentropy"
@@ -72,7 +74,7 @@ def compile_model(
                                  label_smoothing=config.label_smoothing)
         accuracy = keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
     model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch),
+        optimizer=optimizer or make_optimizer(config, steps_per_epoch=steps_per_epoch),
         loss=loss,
         metrics=[accuracy],
         jit_compile=jit_compile,  # "auto" = Keras' default; XLA was 3.7x slower on this CPU
@@ -138,6 +140,9 @@ def train_and_evaluate(
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
     ).history
     last = {k: float(v[-1]) for k, v in history.items()}
+    if config.teacher is not None:  # saved like any model: no custom loss that a plain load_model cannot find
+        compile_model(model, replace(config, teacher=None), steps_per_epoch=steps_per_epoch,
+                      optimizer=model.optimizer)
     if not all(math.isfinite(last.get(k, math.nan)) for k in ("loss", "val_loss")):
         raise TrialFailed(
             f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
