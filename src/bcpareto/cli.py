@@ -198,12 +198,16 @@ def _h5_mb(point: Any, config: Any) -> float:
               "later trains only the new repeats.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
+@click.option("--teacher", metavar="GRID_ID|FILE.keras",
+              help="Distil: train every model on its labels and this model's softened outputs on "
+              "TRAIN (the preset's distill_weight and distill_temperature). A grid id finished in "
+              "--run-dir (any study) or a .keras file; its input size must be the students'.")
 @click.pass_context
 def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int, worker_index: int | None,
-    edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str,
+    edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str, teacher: str | None,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -224,10 +228,19 @@ def search(
     from .workers import search_in_workers
 
     with _errors():
+        teacher_ref = None
+        if teacher is not None:  # read-only: a bad id or path stops here, nothing created
+            from .distill import resolve_teacher
+
+            teacher_ref = resolve_teacher(teacher, run_dir=run_dir)
         path, points, config = _load(
             xlsx, preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
-            limit_per_class=limit_per_class, edge_metrics=edge_metrics,
+            limit_per_class=limit_per_class, edge_metrics=edge_metrics, teacher=teacher_ref,
         )
+        if config.teacher is not None:
+            from .distill import check_teacher
+
+            check_teacher(config.teacher, config=config)
         try:
             check_feature_maps(points, config=config)
         except TrialFailed as exc:
@@ -238,6 +251,10 @@ def search(
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
+        if config.teacher is not None:
+            click.echo(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
+                       f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
+                       f"distill_temperature {config.distill_temperature}")
         try:
             if workers == 1:  # the parent of --workers N trains nothing: no TensorFlow there
                 from .quiet import import_tensorflow

@@ -32,6 +32,15 @@ def shipped_configs() -> Path:
     return Path(str(resources.files("bcpareto.configs")))  # wheels install as plain folders
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """A trained model whose softened outputs students learn from (``search --teacher``)."""
+
+    label: str  # what the user named: a grid id ("0") or the .keras file's name
+    path: str  # the .keras file
+    sha256: str  # short digest of that file: the teacher's identity in the study name
+
+
 def _config_dirs() -> tuple[Path, ...]:
     """Where preset names and relative grid sheets are looked up: ./configs, then the shipped."""
     return (Path.cwd() / "configs", shipped_configs())
@@ -68,6 +77,10 @@ class TrainConfig:
     drop_test_duplicates: bool = True  # TEST files byte-identical to TRAIN files leak; drop them
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
+    # Distillation (only with --teacher): loss = (1 - w) CE(labels) + w T^2 KL(teacher_T || student_T).
+    distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
+    distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (benchmarks/recipe.md "Distillation")
+    teacher: Teacher | None = None  # set by --teacher, never by a preset
     seed: int = 0
     grid: str | None = None  # grid sheet; relative: beside the preset, else shipped (None: DEFAULT_GRID)
 
@@ -85,6 +98,11 @@ class TrainConfig:
         data = self.to_dict()
         data.pop("name")
         data.pop("grid")  # the grid's points are hashed into the study name on their own
+        if self.teacher is None:  # distillation settings change nothing then: old study names stay
+            for key in ("teacher", "distill_temperature", "distill_weight"):
+                data.pop(key)
+        else:  # the teacher is its file's content, wherever it lies and however it was named
+            data["teacher"] = self.teacher.sha256
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:8]
 
@@ -246,6 +264,7 @@ def _validate(raw: dict[str, Any], *, source: str, options: set[str] = frozenset
         problems.append(f"val_fraction = {raw['val_fraction']!r}: expected a number in (0, 1)")
     if "learning_rate" in raw and not raw["learning_rate"] > 0:
         problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number")
+    problems += _distill_problems(raw)
     augment = raw.get("augment", [])
     bad = [a for a in augment if a not in _AUGMENTATIONS]
     if bad:
@@ -266,3 +285,20 @@ def _problems(source: str, problems: list[str], raw: dict[str, Any], options: se
     if all(line.startswith("--") for line in lines):
         return "\n".join(lines)
     return f"{source}:\n  " + "\n  ".join(lines)
+
+
+def _distill_problems(raw: dict[str, Any]) -> list[str]:
+    """distill_temperature > 0 (at most 100), distill_weight in [0, 1]; teacher only from --teacher."""
+    problems = []
+    ranges = {"distill_temperature": ("a number in (0, 100]", lambda v: 0 < v <= 100),
+              "distill_weight": ("a number in [0, 1]", lambda v: 0 <= v <= 1)}
+    for key, (expected, ok) in ranges.items():
+        value = raw.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            problems.append(f"{key} = {value!r}: expected {expected}")
+        elif key in raw:
+            raw[key] = float(value)
+    if raw.get("teacher") is not None and not isinstance(raw["teacher"], Teacher):
+        problems.append(f"teacher = {raw['teacher']!r}: set the teacher with `search --teacher`, "
+                        "not in a preset")
+    return problems

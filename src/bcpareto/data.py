@@ -321,14 +321,20 @@ def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: s
 
 
 def training_dataset(
-    split: Split, *, batch_size: int, augment: tuple[str, ...], seed: int
+    split: Split, *, batch_size: int, augment: tuple[str, ...], seed: int,
+    targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Shuffled, batched, augmented (on whole batches, in TF ops) float32 pixels in [0, 255]."""
+    """Shuffled, batched, augmented (on whole batches, in TF ops) float32 pixels in [0, 255].
+
+    ``targets``: what each image's batches carry instead of its label, one row per image (a
+    distilled student's label and teacher probabilities: distill.training_targets)."""
     import tensorflow as tf
 
     # Shuffle indices, not images, and gather whole batches: no per-image copies through a
-    # shuffle buffer (benchmarks/bench_pipeline.py measures the difference).
-    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    # shuffle buffer (benchmarks/bench_pipeline.py measures the difference). The targets are
+    # gathered with the same index, so an augmented image keeps its own image's target.
+    images = tf.constant(split.images)
+    labels = tf.constant(split.labels if targets is None else targets)
     ds = tf.data.Dataset.range(len(split))
     ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     ds = ds.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))

@@ -132,15 +132,20 @@ class TrialArtefacts:
     record: dict[str, Any]  # row, confusion, classes, edge_protocol, config
 
 
+def studies_with_trial(run_dir: Path, grid_id: int, *, repeat: int = 0) -> list[str]:
+    """The studies under run_dir/runs that hold a finished trial of this grid point, sorted."""
+    folders = sorted(p for p in (Path(run_dir) / RUNS).glob("*") if p.is_dir())
+    return [f.name for f in folders
+            if _record_path(f, grid_id, repeat).is_file() and _keras_path(f, grid_id, repeat).is_file()]
+
+
 def find_trial(
     run_dir: Path, grid_id: int, *, study: str | None = None, repeat: int = 0
 ) -> TrialArtefacts:
     """The artefacts of grid point `grid_id` (its `repeat`-th run; 0 is the first); `study` is
     needed only when several studies have it."""
     runs = Path(run_dir) / RUNS
-    folders = [runs / study] if study else sorted(p for p in runs.glob("*") if p.is_dir())
-    found = [f for f in folders
-             if _record_path(f, grid_id, repeat).is_file() and _keras_path(f, grid_id, repeat).is_file()]
+    found = [runs / s for s in studies_with_trial(run_dir, grid_id, repeat=repeat) if study in (None, s)]
     what = f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")
     if not found:
         stems = {p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}

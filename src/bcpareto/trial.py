@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,17 +57,26 @@ def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
 
 
 def compile_model(
-    model: Any, config: TrainConfig, *, steps_per_epoch: int, jit_compile: bool | str = "auto"
+    model: Any, config: TrainConfig, *, steps_per_epoch: int, jit_compile: bool | str = "auto",
+    optimizer: Any = None,
 ) -> None:
+    """``optimizer``: keep this one (and its state) instead of making one from the config."""
     import keras
 
     loss: Any = "sparse_categorical_crossentropy"
+    accuracy: Any = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if config.label_smoothing:
         loss = _SmoothedSparseCE(config.label_smoothing)
+    if config.teacher is not None:  # training batches carry (label, teacher probabilities)
+        from .distill import distillation_loss, label_accuracy
+
+        loss = distillation_loss(temperature=config.distill_temperature, weight=config.distill_weight,
+                                 label_smoothing=config.label_smoothing)
+        accuracy = keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
     model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch=steps_per_epoch),
+        optimizer=optimizer or make_optimizer(config, steps_per_epoch=steps_per_epoch),
         loss=loss,
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[accuracy],
         jit_compile=jit_compile,  # "auto" = Keras' default; XLA was 3.7x slower on this CPU
     )
 
@@ -101,6 +110,11 @@ def train_and_evaluate(
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     # settings
     started = time.perf_counter()
+    targets = None  # distillation: the teacher's probabilities on TRAIN (cached), before the seed
+    if config.teacher is not None:
+        from .distill import soft_targets, training_targets
+
+        targets = training_targets(data.train.labels, soft_targets(config.teacher, data.train))
     seed = config.seed + point.grid_id + 1000 * repeat
     keras.utils.set_random_seed(seed)
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
@@ -109,7 +123,7 @@ def train_and_evaluate(
     # data
     train, val = data.train, data.val
     train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment,
-                                seed=config.seed + 1000 * repeat)
+                                seed=config.seed + 1000 * repeat, targets=targets)
     val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
 
@@ -127,6 +141,9 @@ def train_and_evaluate(
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
     ).history
     last = {k: float(v[-1]) for k, v in history.items()}
+    if config.teacher is not None:  # saved like any model: no custom loss that a plain load_model cannot find
+        compile_model(model, replace(config, teacher=None), steps_per_epoch=steps_per_epoch,
+                      optimizer=model.optimizer)
     if not all(math.isfinite(last.get(k, math.nan)) for k in ("loss", "val_loss")):
         raise TrialFailed(
             f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
@@ -181,6 +198,8 @@ def train_and_evaluate(
         "cell_crop": config.cell_crop,
         "batch_size": config.batch_size,
         "preset": config.name,
+        **({"teacher": config.teacher.label, "distill_weight": config.distill_weight,
+            "distill_temperature": config.distill_temperature} if config.teacher is not None else {}),
         **(edge.metrics if edge is not None else {}),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
