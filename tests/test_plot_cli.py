@@ -193,16 +193,17 @@ def test_any_columns_and_reference_point(tmp_path):
 # --- our format, three objectives -----------------------------------------------------------
 
 
-def test_ours_defaults_to_test_accuracy_and_labels_grid_ids(tmp_path):
+def test_ours_defaults_to_val_accuracy_and_labels_grid_ids(tmp_path):
+    """Choose on validation (the protocol), not on TEST: the default y is val_accuracy."""
     log = write_ours(tmp_path / "metrics_log.csv")
     out = tmp_path / "out"
     result = run_plot(log, "--out", out)
     assert result.exit_code == 0, result.output
-    expected = brute_front(costs_of(read_rows(log), [(SIZE, "min"), ("test_accuracy", "max")]))
+    expected = brute_front(costs_of(read_rows(log), [(SIZE, "min"), ("val_accuracy", "max")]))
     front = read_rows(out / "pareto_front.csv")
     assert sorted(int(r["row"]) for r in front) == expected
     svg = (out / "pareto_front.svg").read_text()
-    assert "held-out accuracy (test_accuracy, TEST folder)" in svg
+    assert "held-out accuracy (val_accuracy, validation split)" in svg
     for row in expected:
         assert f">{100 + row}<" in svg  # grid_id labels
     assert "grid_id" in result.output

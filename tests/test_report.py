@@ -45,5 +45,5 @@ def test_one_csv_has_no_overall_hypervolume(tmp_path):
                          ref=[20, 0])
     data = report_to_dict(report)
     assert data["overall_hypervolume"] is None
-    assert data["reference_point"] == {"values": {SIZE: 20.0, "test_accuracy": 0.0},
+    assert data["reference_point"] == {"values": {SIZE: 20.0, "val_accuracy": 0.0},
                                        "default": False}

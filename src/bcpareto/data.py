@@ -112,31 +112,27 @@ def load_data(
         test_files = {c: [p for p in paths if p not in duplicates] for c, paths in test_files.items()}
     decode = dict(image_size=image_size, color_mode=color_mode, cell_crop=cell_crop,
                   on_bad_image=on_bad_image)
-    train_sample = _sample(train_files, limit_per_class, f"{seed}-TRAIN")
-    test_sample = _sample(test_files, limit_per_class, f"{seed}-TEST")
-    groups = None
-    if validation == "grouped":
-        from .groups import find_groups
-
-        groups = find_groups(_by_class({"TRAIN": train_sample, "TEST": test_sample}), progress=progress)
-        with_train = {g for path, g in groups.group.items() if groups.split[path] == "TRAIN"}
-        shared = {p for p, _ in test_sample if groups.group_of(p) in with_train}
-        test_sample = [(p, label) for p, label in test_sample if p not in shared]
-    train = _load("TRAIN", train_sample, **decode)
-    test = _load("TEST", test_sample, **decode)
+    train = _load("TRAIN", _sample(train_files, limit_per_class, f"{seed}-TRAIN"), **decode)
+    test = _load("TEST", _sample(test_files, limit_per_class, f"{seed}-TEST"), **decode)
     test_source = f"TEST minus {len(duplicates)} TRAIN duplicates" if drop_test_duplicates else "TEST"
     skipped = train.skipped + test.skipped
     if validation == "test":
         return DataSplits(train, test, test, "TEST", test_source, len(duplicates), skipped)
-    if groups is None:
+    if validation != "grouped":
         fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
         val_source = f"TRAIN holdout {val_fraction:.0%}"
         return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
+
+    from .groups import find_groups  # the readable images only: an unreadable file has no smear
+
+    groups = find_groups({"TRAIN": _by_class(train), "TEST": _by_class(test)}, progress=progress)
+    with_train = {groups.group_of(p) for p in train.paths}
+    shares = np.array([groups.group_of(p) in with_train for p in test.paths], dtype=bool)
+    test = test.subset(~shares, name="TEST")
     train_groups = np.array([groups.group_of(p) for p in train.paths], dtype=object)
-    fit, val = _grouped_split(train, train_groups, fraction=val_fraction, seed=seed)
-    n_val_groups = len(set(train_groups[np.isin(np.array(train.paths), np.array(val.paths))]))
+    fit, val, n_val_groups = _grouped_split(train, train_groups, fraction=val_fraction, seed=seed)
     val_source = f"TRAIN grouped {val_fraction:.0%} ({n_val_groups} of {len(set(train_groups))} source groups)"
-    dropped = len(shared) + len(duplicates)
+    dropped = int(shares.sum()) + len(duplicates)
     test_source = (f"TEST minus {dropped} images sharing a source smear with TRAIN "
                    f"({len(duplicates)} of them byte-identical copies)")
     return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped,
@@ -173,21 +169,21 @@ def _sample(files: dict[str, list[Path]], limit: int | None, seed: str) -> list[
     return chosen
 
 
-def _by_class(samples: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, list[Path]]]:
-    """{split: [(path, label)]} -> {split: {class: [paths]}}, the form groups.find_groups takes."""
-    return {
-        split: {name: [p for p, label in pairs if label == i] for i, name in enumerate(CLASSES)}
-        for split, pairs in samples.items()
-    }
+def _by_class(split: Split) -> dict[str, list[Path]]:
+    """A decoded split's paths by class: the form groups.find_groups takes."""
+    return {name: [Path(p) for p, label in zip(split.paths, split.labels) if label == i]
+            for i, name in enumerate(CLASSES)}
 
 
 def _grouped_split(
     split: Split, groups: np.ndarray, *, fraction: float, seed: int
-) -> tuple[Split, Split]:
+) -> tuple[Split, Split, int]:
     """Per class, seeded random whole source groups go to validation until they hold ``fraction``
-    of the class's images (at least one group, never all); no group lands on both sides."""
+    of the class's images (at least one group, never all); no group lands on both sides.
+    Returns (train, validation, number of groups held out)."""
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(split), dtype=bool)
+    held_out = 0
     for label in range(len(CLASSES)):
         members = np.flatnonzero(split.labels == label)
         names = sorted(set(groups[members]))
@@ -199,9 +195,10 @@ def _grouped_split(
             chosen = members[groups[members] == names[index]]
             is_val[chosen] = True
             taken += len(chosen)
+            held_out += 1
             if taken >= target:
                 break
-    return split.subset(~is_val, name="train"), split.subset(is_val, name="val")
+    return split.subset(~is_val, name="train"), split.subset(is_val, name="val"), held_out
 
 
 def _stratified_split(split: Split, *, fraction: float, seed: int) -> tuple[Split, Split]:

@@ -68,6 +68,7 @@ class FrontSeries:
     front: np.ndarray
     labels: Sequence[str] = field(default_factory=tuple)
     note: str = ""
+    spread: np.ndarray | None = None  # (n, k) min and max over repeats: (n, k, 2); None: one run each
 
 
 def axis_label(column: str, *, direction: str, log: bool = False) -> str:
@@ -196,6 +197,8 @@ def _figure_2d(
             zorder=4,
             label=_legend_text(item, n_front=int(front.sum())),
         )
+        if item.spread is not None:  # --repeats: each point is a mean; the bars span min..max
+            _error_bars(ax, values, np.asarray(item.spread, dtype=float), colour=colour)
         labels += _labels_for(ax, values, front, item.labels, colour=colour, marker_pt=7)
     ax.plot([ref[0]], [ref[1]], marker="x", color="0.3", linestyle="none", zorder=4,
             label=f"reference point ({_fmt(ref[0])}, {_fmt(ref[1])}); shaded: dominated region")
@@ -276,6 +279,16 @@ def _figure_3d(
         colourbar = figure.colorbar(mappable, ax=list(axes), shrink=0.9, pad=0.01)
         colourbar.set_label(axis_label(columns[2], direction=directions[2]), fontsize=9)
     return figure, labels
+
+
+def _error_bars(ax, values: np.ndarray, spread: np.ndarray, *, colour: str) -> None:
+    """Bars from the lowest to the highest repeat of every point, on each axis that varies."""
+    low = np.clip(values[:, :2] - spread[:, :2, 0], 0, None)
+    high = np.clip(spread[:, :2, 1] - values[:, :2], 0, None)
+    xerr = np.vstack([low[:, 0], high[:, 0]]) if (low[:, 0] + high[:, 0]).any() else None
+    yerr = np.vstack([low[:, 1], high[:, 1]]) if (low[:, 1] + high[:, 1]).any() else None
+    ax.errorbar(values[:, 0], values[:, 1], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour,
+                elinewidth=0.9, capsize=2.5, alpha=0.7, zorder=3)
 
 
 def _draw_others(ax, x: np.ndarray, y: np.ndarray, *, colour: str, marker: str) -> None:

@@ -24,7 +24,11 @@ from .errors import BcParetoError, ColumnError, ConfigError
 # Column names kept from the seed's metrics_log.csv for compatibility (not snake_case units).
 SIZE_COLUMN = "model_size(MB)"
 SEED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", SIZE_COLUMN)
-HELD_OUT_ACCURACY = ("test_accuracy", "val_accuracy")  # most held-out first
+# The default y: choose on validation (bcpareto's protocol), or TEST where a CSV has no validation.
+HELD_OUT_ACCURACY = ("val_accuracy", "test_accuracy")
+REPORTED_ON_TEST = ("test_accuracy", "int8_test_accuracy")  # shown beside a front chosen on validation
+PROTOCOL = "chosen on validation, reported on TEST"
+REPEAT_KEY = ("study", "grid_id")  # rows of one model trained with several seeds (--repeats)
 ID_COLUMN = "grid_id"
 OUTPUT_NAMES = ("pareto_front.png", "pareto_front.svg", "pareto_front.csv")
 PNG_DPI = 150
@@ -53,6 +57,7 @@ class SourceResult:
     front: np.ndarray  # (n,) bool: non-dominated within this CSV
     n_excluded: int  # rows with a missing (NaN) objective value
     hypervolume: float
+    spread: np.ndarray | None = None  # (n, k, 2): min and max over repeats; None: one run per row
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class PlotReport:
     ref: np.ndarray  # reference point in the objectives' own units
     ref_is_default: bool
     sources: tuple[SourceResult, ...]
+    notes: tuple[str, ...]  # what the reader must know: protocol, members within each other's spread
     overall_front: np.ndarray | None  # per row of the pooled sources; None for one CSV
     overall_hypervolume: float | None
     front_table: pd.DataFrame  # the rows written to pareto_front.csv
@@ -90,11 +96,15 @@ def plot_report(
     paths = [Path(p) for p in csv_paths]
     if not paths:
         raise ConfigError("no metrics CSV given")
-    tables = [_read_metrics(path) for path in paths]
+    raw_tables = [_read_metrics(path) for path in paths]
+    repeats = [_repeat_groups(table) for table in raw_tables]
+    tables = [_mean_of_repeats(t, g) if g else t for t, g in zip(raw_tables, repeats)]
     objectives = _resolve_objectives(paths, tables, x=x, y=y, z=z)
     columns = [o.column for o in objectives]
     directions = [o.direction for o in objectives]
     values = [_objective_values(path, table, columns) for path, table in zip(paths, tables)]
+    spreads = [_spread(_objective_values(p, t, columns), g) if g else None
+               for p, t, g in zip(paths, raw_tables, repeats)]
     costs = [pareto.to_costs(v, directions=directions) for v in values]
     pooled = np.concatenate(costs)
     sign = np.array([-1.0 if d == "max" else 1.0 for d in directions])
@@ -113,14 +123,18 @@ def plot_report(
             front=pareto.nondominated_mask(c),
             n_excluded=int((~pareto.valid_mask(c)).sum()),
             hypervolume=pareto.hypervolume(c, ref=ref_cost),
+            spread=spread,
         )
-        for path, name, table, v, c in zip(paths, names, tables, values, costs)
+        for path, name, table, v, c, spread in zip(paths, names, tables, values, costs, spreads)
     )
     overall_front = overall_hv = None
     if len(sources) > 1:
         overall_front = pareto.nondominated_mask(pooled)
         overall_hv = pareto.hypervolume(pooled, ref=ref_cost)
     front_table = _front_table(sources, objectives, overall_front)
+    notes = _protocol_notes(objectives, tables) + _spread_notes(sources, objectives)
+    if _chosen_on_validation(objectives, tables):
+        front_table.insert(2, "protocol", PROTOCOL)
     figure = plotting.front_figure(
         [_series(s, with_hypervolume=len(objectives) == 2) for s in sources],
         columns=columns,
@@ -135,6 +149,7 @@ def plot_report(
         ref=ref_cost * sign,
         ref_is_default=ref is None,
         sources=sources,
+        notes=tuple(notes),
         overall_front=overall_front,
         overall_hypervolume=overall_hv,
         front_table=front_table,
@@ -146,7 +161,9 @@ def format_report(report: PlotReport) -> str:
     """The front as a table, then the hypervolume(s) with the reference point used."""
     columns = [o.column for o in report.objectives]
     shown = ["source", "row"] + ([ID_COLUMN] if ID_COLUMN in report.front_table else [])
-    shown += columns + (["overall_front"] if "overall_front" in report.front_table else [])
+    shown += columns + [c for c in ("n_repeats", *REPORTED_ON_TEST)
+                        if c in report.front_table and c not in columns]
+    shown += ["overall_front"] if "overall_front" in report.front_table else []
     names = {str(source.path): source.name for source in report.sources}
     front = report.front_table.assign(source=report.front_table["source"].map(names))
     table = front[shown].head(MAX_PRINTED).to_string(
@@ -160,7 +177,7 @@ def format_report(report: PlotReport) -> str:
     )
     ref = ", ".join(f"{c}={v:.6g}" for c, v in zip(columns, report.ref))
     how = "default: worst value + 10% of range, over all rows" if report.ref_is_default else "--ref"
-    lines = [f"Pareto front ({goal}):", table, "", f"Reference point ({how}): {ref}"]
+    lines = [f"Pareto front ({goal}):", table, *report.notes, "", f"Reference point ({how}): {ref}"]
     for source in report.sources:
         skipped = f" ({source.n_excluded} rows skipped: NaN objective)" if source.n_excluded else ""
         lines.append(
@@ -309,6 +326,76 @@ def _parse_objective(
     return Objective(column=column, direction=direction.lower())
 
 
+def _repeat_groups(table: pd.DataFrame) -> list[np.ndarray] | None:
+    """Row indices of each model trained several times (same study and grid_id, --repeats), in
+    order of first appearance; None when every model has one row."""
+    key = [c for c in REPEAT_KEY if c in table.columns]
+    if "repeat" not in table.columns or ID_COLUMN not in key:
+        return None
+    groups = list(table.groupby(key, sort=False, dropna=False).indices.values())
+    return [np.sort(g) for g in groups] if any(len(g) > 1 for g in groups) else None
+
+
+def _mean_of_repeats(table: pd.DataFrame, groups: list[np.ndarray]) -> pd.DataFrame:
+    """One row per model: numeric columns averaged over its repeats, others from its first
+    row, and ``n_repeats``."""
+    rows = []
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    for members in groups:
+        part = table.iloc[members]
+        row = part.iloc[0].copy()
+        row[numeric] = part[numeric].mean()
+        row["n_repeats"] = len(members)
+        rows.append(row)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def _spread(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """(models, k, 2): the lowest and highest value of each objective over a model's repeats."""
+    return np.stack([np.stack([np.nanmin(values[g], axis=0), np.nanmax(values[g], axis=0)], axis=-1)
+                     for g in groups])
+
+
+def _chosen_on_validation(objectives: Sequence[Objective], tables: Sequence[pd.DataFrame]) -> bool:
+    return any(o.column.startswith("val_") for o in objectives) and all(
+        "test_accuracy" in t.columns and "val_split" in t.columns for t in tables)
+
+
+def _protocol_notes(objectives: Sequence[Objective], tables: Sequence[pd.DataFrame]) -> list[str]:
+    if not _chosen_on_validation(objectives, tables):
+        return []
+    val = next(o.column for o in objectives if o.column.startswith("val_"))
+    return [f"{PROTOCOL[0].upper()}{PROTOCOL[1:]}: the front is drawn on {val} ({_split(val, tables)}); "
+            f"{', '.join(c for c in REPORTED_ON_TEST if all(c in t.columns for t in tables))} "
+            f"are the held-out figures of the models so chosen ({_split('test_accuracy', tables)})."]
+
+
+def _spread_notes(sources: Sequence[SourceResult], objectives: Sequence[Objective]) -> list[str]:
+    """Neighbouring front members whose ranges over repeats overlap on every objective that
+    varies: the data cannot order them."""
+    notes = []
+    for source in sources:
+        if source.spread is None:
+            continue
+        rows = np.flatnonzero(source.front)
+        rows = rows[np.argsort(source.values[rows, 0], kind="stable")]
+        labels = _labels(source.table)
+        runs = source.table["n_repeats"].to_numpy()
+        notes.append(f"{source.name}: each point is the mean of {int(runs.min())}-{int(runs.max())} "
+                     "repeats (seeds); bars and _min/_max columns span the lowest to the highest")
+        for a, b in zip(rows, rows[1:]):
+            lo_a, hi_a = source.spread[a, :, 0], source.spread[a, :, 1]
+            lo_b, hi_b = source.spread[b, :, 0], source.spread[b, :, 1]
+            varies = (hi_a > lo_a) | (hi_b > lo_b)
+            overlap = (lo_a <= hi_b) & (lo_b <= hi_a)
+            if varies.any() and overlap[varies].all():
+                what = ", ".join(f"{o.column} {lo_a[i]:.3g}-{hi_a[i]:.3g} vs {lo_b[i]:.3g}-{hi_b[i]:.3g}"
+                                 for i, o in enumerate(objectives) if varies[i])
+                notes.append(f"  grid {labels[a]} and grid {labels[b]} are within each other's spread "
+                             f"({what}): more repeats are needed to order them")
+    return notes
+
+
 def _held_out(paths: Sequence[Path], tables: Sequence[pd.DataFrame]) -> Objective:
     for column in HELD_OUT_ACCURACY:
         if all(column in t.columns for t in tables):
@@ -408,6 +495,7 @@ def _series(source: SourceResult, *, with_hypervolume: bool) -> plotting.FrontSe
         front=source.front,
         labels=_labels(source.table),
         note=", ".join(notes),
+        spread=source.spread,
     )
 
 
@@ -468,6 +556,10 @@ def _front_table(
         part = source.table.iloc[rows].copy()
         part.insert(0, "row", rows)
         part.insert(0, "source", str(source.path))
+        if source.spread is not None:  # --repeats: the range of each objective beside its mean
+            for index, objective in enumerate(objectives):
+                part[f"{objective.column}_min"] = source.spread[rows, index, 0]
+                part[f"{objective.column}_max"] = source.spread[rows, index, 1]
         if overall_front is not None:
             part["overall_front"] = overall_front[offset + rows]
         parts.append(part)
