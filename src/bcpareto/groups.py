@@ -7,8 +7,8 @@ splits together:
 1. features: each frame is decoded at half size (160x120) and gets up to 200 ORB keypoints on
    its grey image and 200 on its mirror image (ORB is rotation-invariant, not flip-invariant);
    the black corners that rotation leaves are masked out. Cached per file.
-2. candidates: a 256-word bag of visual words (k-means on the class's descriptor bits, fixed
-   seed), tf-idf weighted; each image's most similar images (either orientation) are its
+2. candidates: a 256-word bag of visual words (k-majority clustering of the class's descriptor
+   bits, fixed seed), tf-idf weighted; each image's most similar images (either orientation) are its
    candidates, best first.
 3. verification: ORB matches (cross-checked) between the pair, then a rotation + shift + scale
    fit by RANSAC (``cv2.estimateAffinePartial2D``); a pair is the same smear when at least
@@ -42,7 +42,7 @@ METHOD = (
     "RANSAC similarity fit with >= {min_inliers} inliers, union-find within each class"
 )
 _FEATURE_VERSION = "orb-half-200-v1"  # change when _extract changes: old cached features are ignored
-_GROUPS_VERSION = "groups-v1"  # change when grouping changes: old cached groupings are ignored
+_GROUPS_VERSION = "groups-v2"  # change when grouping changes: old cached groupings are ignored
 _N_FEATURES = 200  # per orientation; 200 at half size matches as well as 400 at full size, 4x faster
 _FAST_THRESHOLD = 5  # smears are low-contrast: the default 20 finds ~50 corners per frame
 _PATCH = 10  # ORB patch at half size (31 at full size would drop every corner within 15 px of an edge)
@@ -338,6 +338,8 @@ def _candidates(feats: list[_Features]) -> tuple[np.ndarray, np.ndarray]:
         rows = slice(start, min(n, start + 1024))
         same = hist_plain[rows] @ hist_plain.T
         mirrored = hist_plain[rows] @ hist_mirror.T
+        # rounded, so that last-bit differences between BLAS builds cannot reorder candidates
+        same, mirrored = np.round(same, 5), np.round(mirrored, 5)
         best = np.maximum(same, mirrored)
         best[np.arange(best.shape[0]), np.arange(rows.start, rows.stop)] = -np.inf
         # stable sort on (-similarity): equal similarities keep index order
@@ -352,7 +354,7 @@ def _bits(descriptors: np.ndarray) -> np.ndarray:
 
 
 def _vocabulary(descriptors: np.ndarray, *, sample: int = 40_000, iterations: int = 8) -> np.ndarray:
-    """k-means centres (V, 256) of descriptor bits; fixed seed, so the same data gives the same words."""
+    """k-majority centres (V, 256) of descriptor bits (k-means for bit strings); fixed seed."""
     rng = np.random.default_rng(0)
     n_words = max(1, min(_VOCABULARY, len(descriptors) // 20))
     take = rng.choice(len(descriptors), min(sample, len(descriptors)), replace=False)
@@ -364,7 +366,9 @@ def _vocabulary(descriptors: np.ndarray, *, sample: int = 40_000, iterations: in
         sums = np.zeros_like(centres)
         np.add.at(sums, nearest, points)
         filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
+        # k-majority: centres stay 0/1, so every distance is an exact small integer in float32
+        # whatever the BLAS blocking or thread count (ties go to the lowest word): deterministic
+        centres[filled] = (sums[filled] * 2 > counts[filled, None]).astype(np.float32)
     return centres
 
 
