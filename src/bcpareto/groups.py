@@ -15,6 +15,9 @@ splits together:
    ``_MIN_INLIERS`` matches agree and the scale is near 1. Unrelated smears reach about 8.
 4. union-find over verified pairs. A pair already in one group is not verified again, and an
    image stops after ``_MAX_MISSES`` rejected candidates in a row.
+5. groups against groups: each group's summed histogram picks its most similar groups, and the
+   most similar image pairs between them are verified as in 3 (this joins a TEST original that
+   is also a TRAIN original when no single image's candidates crossed over).
 
 Everything is deterministic (fixed seeds, fixed order). The result is cached under
 ``cache_dir()/groups`` keyed by the file list (resolved path, size, mtime).
@@ -42,13 +45,19 @@ METHOD = (
     "RANSAC similarity fit with >= {min_inliers} inliers, union-find within each class"
 )
 _FEATURE_VERSION = "orb-half-200-v1"  # change when _extract changes: old cached features are ignored
+<<<<<<< HEAD
 _GROUPS_VERSION = "groups-v2"  # change when grouping changes: old cached groupings are ignored
+=======
+_GROUPS_VERSION = "groups-v4"  # change when grouping changes: old cached groupings are ignored
+>>>>>>> groups
 _N_FEATURES = 200  # per orientation; 200 at half size matches as well as 400 at full size, 4x faster
 _FAST_THRESHOLD = 5  # smears are low-contrast: the default 20 finds ~50 corners per frame
 _PATCH = 10  # ORB patch at half size (31 at full size would drop every corner within 15 px of an edge)
 _VOCABULARY = 256  # words; 256 already ranks 30 of a group's 32 copies in its top 30 (EOSINOPHIL)
-_CANDIDATES = 12  # most similar images verified per image (fewer once it has joined its group)
-_MAX_MISSES = 3  # rejected candidates in a row before an image's list is abandoned
+_CANDIDATES = 16  # most similar images verified per image (fewer once it has joined its group)
+_MAX_MISSES = 5  # rejected candidates in a row before an image's list is abandoned (3 left a NEUTROPHIL image alone)
+_GROUP_CANDIDATES = 3  # pass 2: most similar groups checked per group
+_GROUP_TRIES = 3  # pass 2: most similar image pairs verified per pair of groups
 _MIN_INLIERS = 15  # copies of one smear: 13-76 inliers at half size; different smears: at most 8
 _SCALE_RANGE = (0.7, 1.45)  # the augmentations zoom by about 0.8-1.2
 _RANSAC_PX = 2.5  # reprojection threshold at half size
@@ -252,7 +261,8 @@ def _group_class(paths: list[str], features: Mapping[str, _Features]) -> tuple[l
 
     n = len(paths)
     feats = [features[p] for p in paths]
-    candidates, mirrored = _candidates(feats)
+    hist_plain, hist_mirror = _bag_of_words(feats)
+    candidates, mirrored = _candidates(hist_plain, hist_mirror)
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -264,30 +274,64 @@ def _group_class(paths: list[str], features: Mapping[str, _Features]) -> tuple[l
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
     stats = {"verified": 0, "accepted": 0, "best_rejected_inliers": 0}
     inliers_hist = np.zeros(101, np.int64)
+
+    def check(i: int, j: int, flip: bool) -> bool:
+        inliers = _verify(matcher, feats[i], feats[j], flip=flip)
+        stats["verified"] += 1
+        inliers_hist[min(inliers, 100)] += 1
+        if inliers < _MIN_INLIERS:
+            stats["best_rejected_inliers"] = max(stats["best_rejected_inliers"], inliers)
+            return False
+        stats["accepted"] += 1
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)
+        return True
+
+    # pass 1: each image against its most similar images
     for i in range(n):
         misses = 0
         for j, flip in zip(candidates[i], mirrored[i]):
             if find(i) == find(j):
                 continue
-            inliers = _verify(matcher, feats[i], feats[j], flip=bool(flip))
-            stats["verified"] += 1
-            inliers_hist[min(inliers, 100)] += 1
-            if inliers >= _MIN_INLIERS:
-                stats["accepted"] += 1
-                a, b = find(i), find(j)
-                parent[max(a, b)] = min(a, b)
+            if check(i, int(j), bool(flip)):
                 misses = 0
             else:
-                stats["best_rejected_inliers"] = max(stats["best_rejected_inliers"], inliers)
                 misses += 1
                 if misses >= _MAX_MISSES:
                     break
-    components: dict[int, list[str]] = {}
-    for i in range(n):
-        components.setdefault(find(i), []).append(paths[i])
-    ordered = sorted(components.values(), key=lambda c: (-len(c), c[0]))
+    # pass 2: each group against its most similar groups (a TEST original that is also a TRAIN
+    # original ends pass 1 as two groups when no image's candidates crossed over)
+    groups = _components(find, n)
+    if len(groups) > 1:
+        stats["group_links"] = 0
+        centre_plain = _unit_rows(np.stack([hist_plain[g].sum(0) for g in groups]))
+        centre_mirror = _unit_rows(np.stack([hist_mirror[g].sum(0) for g in groups]))
+        sim, _ = _similarity(centre_plain, centre_plain, centre_mirror)
+        np.fill_diagonal(sim, -np.inf)
+        for a in range(len(groups)):
+            for b in np.argsort(-sim[a], kind="stable")[:_GROUP_CANDIDATES]:
+                ga, gb = groups[a], groups[int(b)]
+                if find(ga[0]) == find(gb[0]):
+                    continue
+                pair_sim, pair_flip = _similarity(hist_plain[ga], hist_plain[gb], hist_mirror[gb])
+                best = np.argsort(-pair_sim, axis=None, kind="stable")[:_GROUP_TRIES]
+                for flat in best:
+                    r, c = divmod(int(flat), len(gb))
+                    if check(ga[r], gb[c], bool(pair_flip[r, c])):
+                        stats["group_links"] += 1
+                        break
+    components = [[paths[i] for i in g] for g in _components(find, n)]
+    ordered = sorted(components, key=lambda c: (-len(c), c[0]))
     stats["inliers_histogram"] = inliers_hist.tolist()  # verifications by inlier count (100: 100+)
     return ordered, stats
+
+
+def _components(find: Callable[[int], int], n: int) -> list[list[int]]:
+    """Union-find roots -> member index lists, in order of first member."""
+    out: dict[int, list[int]] = {}
+    for i in range(n):
+        out.setdefault(find(i), []).append(i)
+    return list(out.values())
 
 
 def _verify(matcher: Any, a: _Features, b: _Features, *, flip: bool) -> int:
@@ -313,39 +357,53 @@ def _verify(matcher: Any, a: _Features, b: _Features, *, flip: bool) -> int:
     return int(inliers.sum())
 
 
-def _candidates(feats: list[_Features]) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the indices of its most similar other images (best first) by tf-idf
-    bag-of-words cosine, and whether each is more similar as a mirror image."""
-    n = len(feats)
-    k = min(_CANDIDATES, n - 1)
-    if k <= 0:
-        return np.zeros((n, 0), np.int64), np.zeros((n, 0), bool)
+def _bag_of_words(feats: list[_Features]) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-length tf-idf word histograms (n, V) of each image and of its mirror image."""
     plain = [f.descriptors[0] for f in feats]
     mirror = [f.descriptors[1] for f in feats]
     all_desc = np.concatenate(plain)
     if len(all_desc) == 0:
-        return np.zeros((n, 0), np.int64), np.zeros((n, 0), bool)
+        return np.zeros((len(feats), 1), np.float32), np.zeros((len(feats), 1), np.float32)
     words = _vocabulary(all_desc)
     hist_plain = _histograms(plain, words)
     hist_mirror = _histograms(mirror, words)
     df = (hist_plain > 0).sum(0)
-    idf = np.log((n + 1) / (df + 1)).astype(np.float32)
-    hist_plain = _unit_rows(hist_plain * idf)
-    hist_mirror = _unit_rows(hist_mirror * idf)
-    cand = np.zeros((n, k), np.int64)
-    flip = np.zeros((n, k), bool)
+    idf = np.log((len(feats) + 1) / (df + 1)).astype(np.float32)
+    return _unit_rows(hist_plain * idf), _unit_rows(hist_mirror * idf)
+
+
+def _similarity(a: np.ndarray, b_plain: np.ndarray, b_mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of rows ``a`` to ``b`` in its better orientation, and whether that is
+    the mirror image; rounded, so that last-bit differences between BLAS builds cannot reorder."""
+    same = np.round(a @ b_plain.T, 5)
+    mirrored = np.round(a @ b_mirror.T, 5)
+    return np.maximum(same, mirrored), mirrored > same
+
+
+def _candidates(hist_plain: np.ndarray, hist_mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the indices of its most similar other images (best first) by bag-of-words
+    cosine, and whether each is more similar as a mirror image."""
+    n = len(hist_plain)
+    k = min(_CANDIDATES, n - 1)
+    cand = np.zeros((n, max(k, 0)), np.int64)
+    flip = np.zeros((n, max(k, 0)), bool)
+    if k <= 0:
+        return cand, flip
     for start in range(0, n, 1024):  # 1024 x n floats at a time
         rows = slice(start, min(n, start + 1024))
+<<<<<<< HEAD
         same = hist_plain[rows] @ hist_plain.T
         mirrored = hist_plain[rows] @ hist_mirror.T
         # rounded, so that last-bit differences between BLAS builds cannot reorder candidates
         same, mirrored = np.round(same, 5), np.round(mirrored, 5)
         best = np.maximum(same, mirrored)
+=======
+        best, mirrored = _similarity(hist_plain[rows], hist_plain, hist_mirror)
+>>>>>>> groups
         best[np.arange(best.shape[0]), np.arange(rows.start, rows.stop)] = -np.inf
-        # stable sort on (-similarity): equal similarities keep index order
-        order = np.argsort(-best, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-best, axis=1, kind="stable")[:, :k]  # stable: ties keep index order
         cand[rows] = order
-        flip[rows] = np.take_along_axis(mirrored > same, order, axis=1)
+        flip[rows] = np.take_along_axis(mirrored, order, axis=1)
     return cand, flip
 
 
@@ -439,7 +497,7 @@ def contact_sheet(
             sheet.paste(tile, (label_w + col * tw, y))
             draw.text((label_w + col * tw + 3, y + 2), groups.split[path], fill="yellow")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    sheet.quantize(256).save(out, optimize=True)  # 256 colours: a third of the size, same to the eye
     return out
 
 
