@@ -12,13 +12,10 @@ summary, and writes
   same smear. The count is recorded by hand in docs/groups_precision.json.
 
     python benchmarks/bench_groups.py [--data-dir DIR] [--warm] [--pairs 200] [--different 40]
-<<<<<<< HEAD
-=======
     python benchmarks/bench_groups.py --render benchmarks/results/groups/judged/pairs.json
 
 ``--render`` only draws the sheets of a saved pair list (the one judged for docs/groups_precision.json)
 next to it. The sheets hold thumbnails of the data set's images: they are not committed.
->>>>>>> groups
 """
 
 from __future__ import annotations
@@ -54,12 +51,8 @@ def _machine() -> str:
     return f"{platform.platform()}, {cpu}, {os.cpu_count()} cores, load average {load:.1f}"
 
 
-<<<<<<< HEAD
-def _pair_sheets(pairs: list[dict], prefix: str, *, per_sheet: int = 12, cols: int = 3) -> list[Path]:
-=======
 def _pair_sheets(pairs: list[dict], prefix: str, *, per_sheet: int = 12, cols: int = 3,
                  out_dir: Path = OUT) -> list[Path]:
->>>>>>> groups
     from PIL import Image, ImageDraw
 
     tw, th, gap = 240, 180, 16  # big enough to tell one smear from another by eye
@@ -76,11 +69,7 @@ def _pair_sheets(pairs: list[dict], prefix: str, *, per_sheet: int = 12, cols: i
                     sheet.paste(img.convert("RGB").resize((tw, th)), (x + side * tw, y))
             draw.rectangle((x, y, x + 26, y + 12), fill="white")
             draw.text((x + 2, y), str(pair["n"]), fill="black")
-<<<<<<< HEAD
-        out = OUT / f"{prefix}_{start // per_sheet:02d}.png"
-=======
         out = out_dir / f"{prefix}_{start // per_sheet:02d}.png"
->>>>>>> groups
         sheet.save(out)
         written.append(out)
     return written
@@ -93,16 +82,12 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="use the usual cache instead of an empty one")
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--different", type=int, default=40)
-<<<<<<< HEAD
-    args = parser.parse_args()
-=======
     parser.add_argument("--render", type=Path, help="only draw the pair sheets of this pairs.json")
     args = parser.parse_args()
     if args.render:
         written = _pair_sheets(json.loads(args.render.read_text()), "pairs", out_dir=args.render.parent)
         print(f"{len(written)} sheets in {args.render.parent}")
         return
->>>>>>> groups
 
     if not args.warm:
         os.environ["BCPARETO_CACHE"] = tempfile.mkdtemp(prefix="bench-groups-")

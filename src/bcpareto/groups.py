@@ -45,11 +45,7 @@ METHOD = (
     "RANSAC similarity fit with >= {min_inliers} inliers, union-find within each class"
 )
 _FEATURE_VERSION = "orb-half-200-v1"  # change when _extract changes: old cached features are ignored
-<<<<<<< HEAD
-_GROUPS_VERSION = "groups-v2"  # change when grouping changes: old cached groupings are ignored
-=======
 _GROUPS_VERSION = "groups-v4"  # change when grouping changes: old cached groupings are ignored
->>>>>>> groups
 _N_FEATURES = 200  # per orientation; 200 at half size matches as well as 400 at full size, 4x faster
 _FAST_THRESHOLD = 5  # smears are low-contrast: the default 20 finds ~50 corners per frame
 _PATCH = 10  # ORB patch at half size (31 at full size would drop every corner within 15 px of an edge)
@@ -391,15 +387,7 @@ def _candidates(hist_plain: np.ndarray, hist_mirror: np.ndarray) -> tuple[np.nda
         return cand, flip
     for start in range(0, n, 1024):  # 1024 x n floats at a time
         rows = slice(start, min(n, start + 1024))
-<<<<<<< HEAD
-        same = hist_plain[rows] @ hist_plain.T
-        mirrored = hist_plain[rows] @ hist_mirror.T
-        # rounded, so that last-bit differences between BLAS builds cannot reorder candidates
-        same, mirrored = np.round(same, 5), np.round(mirrored, 5)
-        best = np.maximum(same, mirrored)
-=======
         best, mirrored = _similarity(hist_plain[rows], hist_plain, hist_mirror)
->>>>>>> groups
         best[np.arange(best.shape[0]), np.arange(rows.start, rows.stop)] = -np.inf
         order = np.argsort(-best, axis=1, kind="stable")[:, :k]  # stable: ties keep index order
         cand[rows] = order
