@@ -167,3 +167,30 @@ def test_contact_sheet_writes_one_row_per_group(augmented: Path, cache: Path, tm
     out = groups.contact_sheet(result, tmp_path / "sheet.png", n_groups=3, per_group=4, thumb=(80, 60))
     with Image.open(out) as sheet:
         assert sheet.size == (150 + 4 * 80, 3 * (60 + 4))
+
+
+@needs_data
+def test_data_check_reports_the_groups_and_draws_a_contact_sheet(
+    augmented: Path, cache: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from bcpareto.cli import cli
+
+    for cls in ("LYMPHOCYTE", "MONOCYTE"):  # data check wants all four classes in both splits
+        for split in ("TRAIN", "TEST"):
+            (augmented / split / cls).mkdir(parents=True)
+            shutil.copyfile(sorted((DATA / split / cls).iterdir())[0], augmented / split / cls / "a.jpeg")
+    sheet = tmp_path / "sheet.png"
+    result = CliRunner().invoke(cli, ["data", "check", str(augmented), "--json", "--contact-sheet", str(sheet)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)["source_groups"]
+    for cls in SMEARS:  # two transformed copies and one byte-identical copy of a TRAIN smear
+        assert summary["per_class"][cls]["test_sharing_train"] == 3
+        assert summary["per_class"][cls]["test_sharing_train_byte_identical"] == 1
+    assert sheet.is_file() and sheet.stat().st_size > 0
+    table = CliRunner().invoke(cli, ["data", "check", str(augmented)]).output
+    assert "Source groups" in table and "TEST sharing a smear with TRAIN" in table
+    assert "Source groups" not in CliRunner().invoke(cli, ["data", "check", str(augmented), "--no-groups"]).output

@@ -24,6 +24,7 @@ from .dataset import (
     data_set_folders,
     default_workers,
     digest,
+    find_split,
     scan_class_dir,
     suffix_list,
 )
@@ -440,3 +441,34 @@ def render_table(report: AuditReport, *, max_lines: int = 20) -> str:
     verdict = "usable" if report.usable else f"NOT usable: {len(report.problems)} problem(s)"
     lines.append(f"Result: {verdict}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- source groups
+
+
+def group_files(report: AuditReport) -> dict[str, dict[str, list[Path]]]:
+    """TRAIN's and TEST's readable images by class: what groups.find_groups takes."""
+    files: dict[str, dict[str, list[Path]]] = {}
+    for name in REQUIRED_SPLITS:
+        split = report.split(name)
+        bad = {report.root / p for p in (*split.unreadable, *split.truncated, *split.non_image)}
+        files[name] = {cls: [p for p in paths if p not in bad]
+                       for cls, paths in find_split(report.root / name).items()}
+    return files
+
+
+def render_groups(summary: Mapping[str, Any]) -> str:
+    """The source-group section of `data check`: groups per class and TEST images sharing a
+    smear with TRAIN (a held-out figure must leave them out)."""
+    lines = [f"Source groups (the augmented copies of one original smear; {summary['method']}):",
+             summary["message"]]
+    rows = [["class", "images", "groups", "size min/median/max", "TEST sharing a smear with TRAIN",
+             "of them byte-identical"]]
+    for cls, row in summary["per_class"].items():
+        size = row["group_size"]
+        rows.append([cls, f"{row['images']:,}", f"{row['groups']:,}",
+                     f"{size['min']}/{size['median']:g}/{size['max']}", f"{row['test_sharing_train']:,}",
+                     f"{row['test_sharing_train_byte_identical']:,}"])
+    rows.append(["total", f"{summary['images']:,}", f"{summary['groups']:,}", "",
+                 f"{summary['test_sharing_train']:,}", f"{summary['test_sharing_train_byte_identical']:,}"])
+    return "\n".join(lines + _table(rows))

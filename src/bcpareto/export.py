@@ -231,6 +231,12 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
         "grid_point": {k: row[k] for k in ("grid_id", "dense_layers", "neurons", "filters", "kernel_sizes",
                                             *OPTIONAL_COLUMNS) if k in row},
         "metrics": {
+            "how_to_read": (
+                f"val_accuracy ({row['val_split']}) is what the model was chosen on; test_accuracy "
+                f"and the edge section's int8_test_accuracy ({row['test_split']}) are its held-out "
+                "figures: quote those" if row["val_split"] != "TEST" else
+                "the earlier protocol: TEST doubled as validation data, so no figure here is held out"
+            ),
             "val_accuracy": row["val_accuracy"], "validation_split": row["val_split"],
             "test_accuracy": row["test_accuracy"],
             "test_balanced_accuracy": row["test_balanced_accuracy"],
