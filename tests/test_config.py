@@ -72,3 +72,11 @@ def test_a_missing_grid_sheet_is_named_beside_the_preset(tmp_path: Path) -> None
 
 def test_a_preset_without_a_grid_uses_the_default_sheet() -> None:
     assert resolve_grid(load_config("default")) == Path(DEFAULT_GRID)
+
+
+def test_the_dataclass_defaults_are_the_default_preset() -> None:
+    """One truth: TrainConfig() trains exactly as configs/default.toml does."""
+    from bcpareto.config import TrainConfig
+
+    assert TrainConfig() == load_config("default")
+    assert TrainConfig().fingerprint() == load_config("default").fingerprint()

@@ -48,26 +48,29 @@ def _config_dirs() -> tuple[Path, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides how one grid point is trained and measured."""
+    """Everything that decides how one grid point is trained and measured.
+
+    The defaults are configs/default.toml's values (tests/test_config.py keeps them equal), so
+    code that builds a TrainConfig directly trains the same way as the default preset."""
 
     name: str = "default"
     image_size: int = 64
     color_mode: str = "rgb"  # "rgb" | "grayscale"
-    cell_crop: int = 0  # side (source pixels) of a square window on the stained cell; 0: whole frame
+    cell_crop: int = 144  # side (source pixels) of a square window on the stained cell; 0: whole frame
     padding: str = "same"  # "same" | "valid" (the earlier version used "valid")
     rescale: bool = True  # divide pixels by 255 inside the model
-    bn_momentum: float = 0.99  # Keras default; lower settles the BatchNorm statistics in short runs
-    conv_dropout: float = 0.3
-    dense_dropout: float = 0.5
+    bn_momentum: float = 0.9  # Keras default; lower settles the BatchNorm statistics in short runs
+    conv_dropout: float = 0.1
+    dense_dropout: float = 0.1
     batch_size: int = 32
     epochs: int = 10
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"  # "constant" | "cosine"
+    learning_rate: float = 0.002
+    lr_schedule: str = "cosine"  # "constant" | "cosine"
     warmup_epochs: int = 0
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    augment: tuple[str, ...] = ()  # any of "flip", "rot90", "brightness", "contrast", "stain", "zoom"
+    augment: tuple[str, ...] = ("flip", "rot90", "brightness", "zoom")  # any of "flip", "rot90", "brightness", "contrast", "stain", "zoom"
     limit_per_class: int | None = None  # images per class and split, for quick runs
     # "grouped": a share of TRAIN's source smears (groups.py), no smear on both sides, and TEST
     # without the images whose smear is in TRAIN; "holdout": a share of TRAIN's images (copies
