@@ -58,3 +58,10 @@ def copy_subset(dest: Path, *, per_class: int = 3, splits: tuple[str, ...] = ("T
             for src in sorted((BLOOD_CELLS / split / name).iterdir())[:per_class]:
                 shutil.copy(src, folder / src.name)
     return dest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that trains a real model is slow by definition: `-m "not slow"` leaves it out."""
+    for item in items:
+        if item.get_closest_marker("train") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

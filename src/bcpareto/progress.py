@@ -66,14 +66,15 @@ class Progress:
         self.echo(f"Estimated time for {len(self.todo)} model(s): {clock(total)} "
                   "(from a short measured calibration; refined as models finish)")
         if total > 3600:
-            self.echo(
-                f"  Warning: this search will take over an hour here ({len(self.todo)} models, "
-                f"{self.config.image_size} px, {self.config.epochs} epochs). What helps: the `quick` "
-                "preset (16 small CNNs, 48 px, 2 epochs: ~17 min on a 2-core CPU) or `edge` (64 px, "
-                "5 epochs: ~53 min), `--config quick` or `--config edge`; `--limit-per-class N` "
-                "(N images per class) for a first look; a GPU (`pip install 'tensorflow[and-cuda]'`); "
-                "on a machine with GPUs or many cores, `--workers N`."
-            )
+            presets = {"quick": "the `quick` preset (16 small CNNs, 48 px, 2 epochs: ~17 min on a 2-core CPU)",
+                       "edge": "the `edge` preset (the same grid at 64 px, 5 epochs: ~53 min)"}
+            helps = [text for name, text in presets.items() if name != self.config.name]
+            helps += ["`--limit-per-class N` (N images per class) for a first look",
+                      "a GPU (`pip install 'tensorflow[and-cuda]'`)",
+                      "on a machine with GPUs or many cores, `--workers N`"]
+            self.echo(f"  Warning: this search will take over an hour here ({len(self.todo)} models, "
+                      f"{self.config.image_size} px, {self.config.epochs} epochs). What helps: "
+                      + "; ".join(helps) + ".")
 
     def _eta(self) -> float:
         left = [g for g in self.predicted if g not in self.actual]
