@@ -34,6 +34,9 @@ CASES = [
     ("convert", signal.SIGTERM, 2, False),
     ("csv", signal.SIGINT, 2, False),
 ]
+# A search started in the background by a script inherits SIGINT *ignored*; Python then installs
+# no KeyboardInterrupt, and before the fix SIGINT was lost: the search finished with exit 0.
+INHERITED_IGNORE = [("train", 1), ("train", 2)]
 
 
 def _wait_for_marker(folder: Path, phase: str, proc, timeout: float = 120) -> None:
@@ -90,3 +93,30 @@ def test_a_signal_at_each_phase_stops_the_search_cleanly(
         assert "2/2 grid points completed" in out, out
         _exactly_once(_trials(f"sqlite:///{db}"), 2)
         _csv(tmp_path / "run", 2)
+
+
+@pytest.mark.parametrize("phase, workers", INHERITED_IGNORE, ids=[f"{p}-{w}w" for p, w in INHERITED_IGNORE])
+def test_sigint_stops_a_search_that_inherited_sigint_ignored(
+    tmp_path: Path, data_dir: Path, phase: str, workers: int
+) -> None:
+    import subprocess
+    import sys
+
+    _setup(tmp_path, GRID_2)
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    grid, preset = tmp_path / "grid.xlsx", tmp_path / "fast.toml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcpareto", "search", str(grid), "--config", str(preset), "--run-dir", "run",
+         "--data-dir", str(data_dir), "--workers", str(workers)],
+        cwd=tmp_path, env=_env(BCPARETO_PAUSE_AT=phase, BCPARETO_PAUSE_DIR=str(pauses)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )
+    _wait_for_marker(pauses, phase, proc)
+    proc.send_signal(signal.SIGINT)
+    out = _finish(proc, timeout=120)
+    assert proc.returncode == 130, out
+    trials = _trials(f"sqlite:///{tmp_path / 'run' / 'bcpareto.db'}")
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    assert [t for t in trials if t.state.name == "FAIL" and t.user_attrs.get("fail_reason") == "interrupted"]

@@ -246,7 +246,11 @@ def search(
         except TrialFailed as exc:
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
-        signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
+        # Ctrl-C and a scheduler's SIGTERM stop the search cleanly. SIGINT's handler is set
+        # explicitly: a process started in the background by a script (or a CI runner) inherits
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt: the signal was lost.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
