@@ -19,7 +19,6 @@ import pytest
 from .conftest import needs_data
 from .test_workers import GRID_2, _csv, _env, _exactly_once, _finish, _setup, _start, _trials, data_dir  # noqa: F401
 
-pytestmark = [needs_data, pytest.mark.train, pytest.mark.slow]
 
 CASES = [
     # (phase, signal, workers, rerun afterwards)
@@ -33,6 +32,8 @@ CASES = [
     ("train", signal.SIGINT, 2, True),
     ("convert", signal.SIGTERM, 2, False),
     ("csv", signal.SIGINT, 2, False),
+    ("fit", signal.SIGTERM, 1, True),
+    ("fit", signal.SIGINT, 2, False),
 ]
 # A search started in the background by a script inherits SIGINT *ignored*; Python then installs
 # no KeyboardInterrupt, and before the fix SIGINT was lost: the search finished with exit 0.
@@ -49,6 +50,9 @@ def _wait_for_marker(folder: Path, phase: str, proc, timeout: float = 120) -> No
         time.sleep(0.05)
 
 
+@needs_data
+@pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "phase, sig, workers, rerun", CASES,
     ids=[f"{p}-{s.name}-{w}w" for p, s, w, _ in CASES],
@@ -77,7 +81,7 @@ def test_a_signal_at_each_phase_stops_the_search_cleanly(
     assert not [t for t in trials if t.state.name == "RUNNING"], "a trial was left running"
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert all(t.user_attrs.get("fail_reason") == "interrupted" for t in failed), failed
-    if phase in ("train", "convert"):
+    if phase in ("train", "fit", "convert"):
         assert failed, "the trial stopped mid-way is not marked interrupted"
     if phase == "csv":
         assert [t for t in trials if t.state.name == "COMPLETE"], "the finished trial was lost"
@@ -95,6 +99,9 @@ def test_a_signal_at_each_phase_stops_the_search_cleanly(
         _csv(tmp_path / "run", 2)
 
 
+@needs_data
+@pytest.mark.train
+@pytest.mark.slow
 @pytest.mark.parametrize("phase, workers", INHERITED_IGNORE, ids=[f"{p}-{w}w" for p, w in INHERITED_IGNORE])
 def test_sigint_stops_a_search_that_inherited_sigint_ignored(
     tmp_path: Path, data_dir: Path, phase: str, workers: int
@@ -120,3 +127,31 @@ def test_sigint_stops_a_search_that_inherited_sigint_ignored(
     trials = _trials(f"sqlite:///{tmp_path / 'run' / 'bcpareto.db'}")
     assert not [t for t in trials if t.state.name == "RUNNING"]
     assert [t for t in trials if t.state.name == "FAIL" and t.user_attrs.get("fail_reason") == "interrupted"]
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_check() -> None:
+    """Python drops an exception raised inside __del__: the signal must not be lost with it."""
+    import gc
+    import os
+
+    from bcpareto import interrupts
+
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts._received.clear()
+    try:
+        interrupts.install()
+
+        class Finalizer:
+            def __del__(self) -> None:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler's raise happens in here
+                time.sleep(0.2)
+
+        Finalizer()
+        gc.collect()  # "Exception ignored in ... __del__": the KeyboardInterrupt is gone
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+        assert interrupts.exit_code() == 143
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+        interrupts._received.clear()

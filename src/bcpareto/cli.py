@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
 from .errors import (
     BcParetoError,
@@ -246,11 +245,7 @@ def search(
         except TrialFailed as exc:
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
-        # Ctrl-C and a scheduler's SIGTERM stop the search cleanly. SIGINT's handler is set
-        # explicitly: a process started in the background by a script (or a CI runner) inherits
-        # SIGINT ignored, and Python then installs no KeyboardInterrupt: the signal was lost.
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
+        interrupts.install()  # Ctrl-C and a scheduler's SIGTERM stop the search cleanly
         click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
@@ -282,7 +277,7 @@ def search(
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
                        "command again to resume.", err=True)
-            sys.exit(_interrupted_exit_code())
+            sys.exit(interrupts.exit_code())
         except Exception as exc:  # the storage failing mid-search: say so without its password
             if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg"):
                 raise
@@ -328,7 +323,7 @@ def _finish_workers(outcome: Any, *, run_dir: Path) -> None:
     if outcome.interrupted:
         click.echo("Interrupted: running models are marked not completed; run the same command "
                    "again to resume.", err=True)
-        sys.exit(_interrupted_exit_code())
+        sys.exit(interrupts.exit_code())
     if state.failed:
         click.echo(f"{len(state.failed)} failed:\n  " + "\n  ".join(state.failed), err=True)
     bad = [e for e in outcome.exits if e.returncode != 0]
@@ -554,17 +549,6 @@ def status(run_dir: Path, storage: str | None, study_name: str | None, as_json: 
         click.echo("Failed points stay failed: `bcpareto search --retry-failed` trains them again.")
 
 
-_SIGNALLED: list[int] = []  # the signal that stopped the search, when it was not Ctrl-C
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    _SIGNALLED.append(signum)
-    raise KeyboardInterrupt
-
-
-def _interrupted_exit_code() -> int:
-    """128 + the signal's number, as shells report it: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
-    return 128 + (_SIGNALLED[-1] if _SIGNALLED else signal.SIGINT)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ With BCPARETO_PAUSE_AT=<phase>[,<phase>...] and BCPARETO_PAUSE_DIR=<folder>, a p
 one of those phases writes ``<folder>/<phase>.<pid>`` and sleeps (up to a minute) so the test can
 send SIGINT or SIGTERM at exactly that point. Unset (always, outside tests) it does nothing.
 Phases: queued (study queued, no trial claimed yet; the --workers parent before starting
-workers), train (a trial claimed and running, before fit), convert (before the TFLite
+workers), train (a trial claimed and running, before fit), fit (inside fit, after its second
+batch), convert (before the TFLite
 conversion), csv (a trial told complete, before metrics_log.csv is rewritten).
 """
 
@@ -14,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-PHASES = ("queued", "train", "convert", "csv")
+PHASES = ("queued", "train", "fit", "convert", "csv")
 
 
 def pause_point(phase: str) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import interrupts
 from .config import TrainConfig
 from .dataset import CLASSES
 from .errors import BcParetoError, DataError, TrialFailed
@@ -290,6 +291,7 @@ def run_search(
     pause_point("queued")
     waiting_for: list[tuple[int, int]] = []
     while True:
+        interrupts.check()  # an interrupt swallowed by a finalizer stops here, before a claim
         with storage_lock(storage, url, name):
             optuna.storages.fail_stale_trials(study)
             claimed = claim_next(study, storage)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import interrupts
 from .config import TrainConfig
 from .data import DataSplits, Split, eval_dataset, training_dataset
 from .dataset import CLASSES
@@ -133,7 +134,12 @@ def train_and_evaluate(
     size_mb = h5_size_mb(model)
 
     # fit
-    callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
+    callbacks: list[Any] = [
+        keras.callbacks.TerminateOnNaN(),
+        # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed is raised again here; the
+        # pause point lets a test signal the search in the middle of fit
+        keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: _batch_end(batch)),
+    ]
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, logs)))
     pause_point("train")
@@ -208,6 +214,12 @@ def train_and_evaluate(
         row=row, confusion=test["confusion"], model_path=model_path,
         edge_protocol=edge.protocol if edge is not None else None,
     )
+
+
+def _batch_end(batch: int) -> None:
+    if batch == 1:
+        pause_point("fit")
+    interrupts.check()
 
 
 def _evaluate(model: Any, split: Split, *, batch_size: int) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+"""Ctrl-C and SIGTERM: the search's handler, and safe points that re-raise a lost interrupt.
+
+The handler records the signal and raises KeyboardInterrupt where the main thread is. If that
+is inside a finalizer (``__del__``, which TensorFlow runs often during garbage collection),
+Python prints "Exception ignored" and drops the exception: the interrupt would be lost (seen:
+SIGTERM during model.fit, and the search trained on). So the training loop calls ``check()``
+after every batch and the search loop before every claim: a recorded signal is raised again
+there. SIGINT's handler is set explicitly, since a process started in the background by a
+script inherits SIGINT ignored, and Python then installs none.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+_received: list[int] = []
+
+
+def install() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop this process cleanly through KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+
+
+def _handler(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal was received (its first raise may have been swallowed)."""
+    if _received:
+        raise KeyboardInterrupt
+
+
+def exit_code() -> int:
+    """128 + the signal's number, as shells report it: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (_received[-1] if _received else signal.SIGINT)
