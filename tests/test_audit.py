@@ -357,6 +357,7 @@ def _download(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow  # kagglehub retries through a dead proxy: up to minutes
 def test_download_uses_kagglehub_cache_when_offline(offline: Path, tmp_path: Path) -> None:
     _cache_version(offline, 5)
     images = _cache_version(offline, 6)

@@ -21,6 +21,9 @@ import bcpareto
 
 from .conftest import copy_subset, needs_data, write_sheet
 
+# Real processes (each imports TensorFlow): the full suite's, not the fast tier's.
+pytestmark = pytest.mark.slow
+
 SRC = str(Path(bcpareto.__file__).resolve().parents[1])
 TINY = [["dense_layers", "neurons", "filters", "kernel_sizes"], ["[1]", "[[8]]", "[[4, 8]]", "[3, 3]"]]
 # One point of 10^9 filters beside a small one: the big one cannot be built on any machine.

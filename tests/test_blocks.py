@@ -57,6 +57,7 @@ def _independent_macs(model: Any) -> int:
 
 @pytest.mark.parametrize("name", sorted(POINTS))
 @pytest.mark.parametrize("padding,size", [("same", 64), ("same", 33), ("valid", 72)])
+@pytest.mark.slow
 def test_params_and_macs_match_keras_for_every_block_type(name: str, padding: str, size: int) -> None:
     point = POINTS[name]
     config = load_config("edge", image_size=size, padding=padding)
@@ -130,6 +131,7 @@ def test_a_plain_point_names_only_the_earlier_columns() -> None:
 
 
 @pytest.mark.parametrize("name", ["conv_stem_strides_width", "separable", "inverted_residual"])
+@pytest.mark.slow
 def test_int8_conversion_stays_full_integer(name: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
