@@ -255,10 +255,6 @@ def search(
                        f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
                        f"distill_temperature {config.distill_temperature}")
         try:
-            if workers == 1:  # the parent of --workers N trains nothing: no TensorFlow there
-                from .quiet import import_tensorflow
-
-                click.echo(f"Device: {import_tensorflow()}")
             if workers > 1:
                 outcome = search_in_workers(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,

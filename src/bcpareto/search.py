@@ -255,6 +255,9 @@ def run_search(
     started = time.perf_counter()
     check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
                         storage_url=storage_url)  # a bad storage URL or data dir fails fast
+    from .quiet import import_tensorflow  # after the cheap checks: a typo costs no TF start-up
+
+    echo(f"Device: {import_tensorflow()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     data = load_data_for(data_dir, config, on_bad_image=on_bad_image, progress=echo)  # before the study exists
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
