@@ -67,8 +67,6 @@ class DataSplits:
     test_source: str  # e.g. "TEST minus 108 TRAIN duplicates"
     test_duplicates_removed: int
     skipped: tuple[str, ...] = ()  # unreadable files left out, all splits
-    test_shared_removed: int = 0  # "grouped": TEST images dropped for sharing a smear with TRAIN
-    groups_method: str = ""  # "grouped": how the source groups were found
 
 
 def load_data(
@@ -135,8 +133,7 @@ def load_data(
     dropped = int(shares.sum()) + len(duplicates)
     test_source = (f"TEST minus {dropped} images sharing a source smear with TRAIN "
                    f"({len(duplicates)} of them byte-identical copies)")
-    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped,
-                      test_shared_removed=dropped, groups_method=groups.method)
+    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
 
 
 def load_data_for(

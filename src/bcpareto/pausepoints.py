@@ -15,8 +15,6 @@ import os
 import time
 from pathlib import Path
 
-PHASES = ("queued", "train", "fit", "convert", "csv")
-
 
 def pause_point(phase: str) -> None:
     wanted = os.environ.get("BCPARETO_PAUSE_AT")

@@ -88,7 +88,7 @@ class Progress:
         width = 24
         filled = int(width * self.done / max(n, 1))
         self.echo(
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  {_label(point, repeat)}: "
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  {unit_label(point.grid_id, repeat)}: "
             f"{point.describe()} | elapsed {clock(time.perf_counter() - self.t0)}"
             f" | ETA {clock(self._eta())}"
         )
@@ -102,11 +102,12 @@ class Progress:
             self.actual[unit] = seconds if seconds is not None else self.predicted[unit]
         if row is not None:
             self.echo(
-                f"  {_label(point, repeat)} done in {seconds:.0f} s: val_accuracy "
+                f"  {unit_label(point.grid_id, repeat)} done in {seconds:.0f} s: val_accuracy "
                 f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
                 f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
             )
 
 
-def _label(point: GridPoint, repeat: int) -> str:
-    return f"grid point {point.grid_id}" + (f" repeat {repeat}" if repeat else "")
+def unit_label(grid_id: int, repeat: int = 0) -> str:
+    """"grid point 3", or "grid point 3 repeat 1" for a further run of --repeats."""
+    return f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")

@@ -31,7 +31,7 @@ from .gridspec import GridPoint
 from .metrics_log import completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
-from .progress import Progress, calibrate
+from .progress import Progress, calibrate, unit_label
 from .runs import save_record, study_dir
 from .storage import HEARTBEAT_SECONDS, default_storage_url, open_storage, redact, storage_lock
 
@@ -304,7 +304,7 @@ def run_search(
                 break
             if running != waiting_for:
                 echo(f"  nothing left to claim; waiting for "
-                     f"{', '.join(map(_label, running))} running elsewhere (taken over if their "
+                     f"{', '.join((unit_label(*u) for u in running))} running elsewhere (taken over if their "
                      "worker stops sending heartbeats)")
                 waiting_for = running
             time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
@@ -314,7 +314,7 @@ def run_search(
         trial.set_user_attr("worker", worker)
         point = by_id[int(trial.suggest_categorical("grid_id", [p.grid_id for p in points]))]
         repeat = int(trial.user_attrs.get("repeat", 0))
-        label = _label((point.grid_id, repeat))
+        label = unit_label(point.grid_id, repeat)
         try:  # every step of this point: whatever fails is this point's failure, with its reason
             retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
             if retry_of is not None:
@@ -389,11 +389,6 @@ def _tell_completed(
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True
-
-
-def _label(unit: tuple[int, int]) -> str:
-    gid, repeat = unit
-    return f"grid point {gid}" + (f" repeat {repeat}" if repeat else "")
 
 
 def _remaining(study: optuna.Study) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import BcParetoError
-from .progress import clock
+from .progress import clock, unit_label
 from .search import STALE_REASON, unit_of
 from .storage import open_storage, redact
 
@@ -62,7 +62,7 @@ def study_status(url: str, *, study_name: str | None = None) -> list[StudyStatus
         running: list[str] = []
         failed: list[str] = []
         for (gid, repeat), trials in sorted(by_point.items()):
-            what = f"grid point {gid}" + (f" repeat {repeat}" if repeat else "")
+            what = unit_label(gid, repeat)
             states = [t.state for t in trials]
             n_failed += states.count(TrialState.FAIL)
             if TrialState.COMPLETE in states:
