@@ -149,7 +149,8 @@ def test_int8_conversion_stays_full_integer(name: str) -> None:
 
 # --- the sheet --------------------------------------------------------------------------------
 
-HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes", "block", "strides", "stem", "width", "expansion"]
+HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes", "block", "strides", "stem", "width", "expansion",
+          "image_size"]
 PLAIN = ["[1]", "[[8]]", "[[4, 8], [8, 16]]", "[3, 3]"]
 
 
@@ -169,6 +170,41 @@ def test_optional_columns_cross_block_stem_width_and_expansion(tmp_path: Path) -
         ((4, 8), 0, 1.0, 2), ((4, 8), 0, 1.0, 6), ((4, 8), 0, 0.5, 2)]
     assert all(p.strides == (1, 2) for p in points[:24])
     assert points[24] == GridPoint(24, (4, 8), (3, 3), (8,)) and points[25].filters == (8, 16)
+
+
+def test_image_size_column_crosses_innermost_and_wins_over_the_preset(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path / "g.xlsx", [
+        HEADER,
+        [*PLAIN, "[separable]", None, None, "[1, 2]", None, "[48, 64]"],
+        [*PLAIN],  # no image size: the preset's
+    ])
+    points = read_grid(path)
+    assert [(p.filters, p.width, p.image_size) for p in points[:4]] == [
+        ((4, 8), 1.0, 48), ((4, 8), 1.0, 64), ((4, 8), 2.0, 48), ((4, 8), 2.0, 64)]
+    assert len(points) == 8 + 2 and points[8].image_size == 0 and "image_size" not in points[8].params()
+    assert points[1].params()["image_size"] == 64 and "image_size 64" in points[1].describe()
+    config = load_config("edge", image_size=32)  # --image-size 32: the sheet's cells still win
+    assert config.at(points[0]).image_size == 48 and config.at(points[8]) is config
+    model = build_model(points[0], config=config)
+    assert tuple(model.input_shape) == (None, 48, 48, 3)
+    at_48 = cost(points[0], image_size=48, channels=3, padding="same")
+    assert model.count_params() == at_48.n_params
+    result = CliRunner().invoke(cli, ["grid", str(path), "--config", "edge", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    macs = [p["macs"] for p in json.loads(result.output)["points"]]
+    assert macs[0] == at_48.macs and macs[1] == cost(points[1], image_size=64, channels=3, padding="same").macs
+
+
+def test_an_image_size_too_small_for_a_point_is_caught_before_training(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "g.xlsx", [HEADER, [*PLAIN[:2], "[[4, 8, 8, 8]]", "[3, 3, 3, 3]",
+                                                      None, None, None, None, None, "[8, 64]"]])
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--config", "edge", "--data-dir", str(tmp_path),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "grid point 0" in result.output and "8/64 px" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_block_words_need_no_quotes_and_excel_numbers_are_lists(tmp_path: Path) -> None:
@@ -231,13 +267,18 @@ BAD_CELLS = {
     "repeated width": (7, "[1, 1.0]", ["cell H2 (width)", "repeats"]),
     "zero expansion": (8, "[0]", ["cell I2 (expansion)", "not a positive integer"]),
     "fractional expansion": (8, "[2.5]", ["cell I2 (expansion)", "2.5"]),
+    "tiny image": (9, "[48, 4]", ["cell J2 (image_size)", "4, not a whole number of pixels from 8 to 512",
+                                  "e.g. [48, 64]"]),
+    "huge image": (9, 1024, ["cell J2 (image_size)", "1024"]),
+    "fractional image": (9, "[47.5]", ["cell J2 (image_size)", "47.5"]),
+    "image word": (9, "large", ["cell J2 (image_size)", "not a Python-style list"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CELLS))
 def test_a_bad_block_cell_exits_2_naming_file_sheet_and_cell(tmp_path: Path, case: str) -> None:
     column, value, fragments = BAD_CELLS[case]
-    row: list[object] = [*PLAIN, "[conv, inverted_residual]", None, None, None, None]
+    row: list[object] = [*PLAIN, "[conv, inverted_residual]", None, None, None, None, None]
     row[column] = value
     path = write_sheet(tmp_path / "bad.xlsx", [HEADER, row], title="Grid")
     result = CliRunner().invoke(cli, ["grid", str(path)])
@@ -312,3 +353,54 @@ def test_search_logs_block_columns_only_for_block_models(tmp_path: Path) -> None
         rows = list(csv.DictReader(handle))
     assert [(r["grid_id"], r["block"], r["strides"], r["stem"]) for r in rows] == [
         ("0", "", "", ""), ("1", "separable", "[1,2]", "8")]
+
+
+@needs_data
+@pytest.mark.train
+def test_one_search_trains_each_point_at_its_own_image_size(tmp_path: Path) -> None:
+    """Two sizes in one sheet: each model is built, trained, converted and logged at its own size,
+    on the same images and split; the TFLite files lose their names under the blocks preset."""
+    sheet = write_sheet(tmp_path / "g.xlsx", [
+        HEADER, ["[0]", "[[]]", "[[4, 8]]", "[3, 3]", "separable", None, "[8]", None, None, "[32, 40]"]])
+    args = ["search", str(sheet), "--config", "blocks", "--epochs", "1", "--limit-per-class", "4",
+            "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "image sizes of this grid: 32 px, 40 px" in result.output
+    with open(tmp_path / "run" / "metrics_log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["grid_id"], r["image_size"]) for r in rows] == [("0", "32"), ("1", "40")]
+    assert rows[0]["n_test"] == rows[1]["n_test"] and rows[0]["n_val"] == rows[1]["n_val"]
+    assert int(rows[1]["macs"]) > int(rows[0]["macs"]) and rows[0]["n_params"] == rows[1]["n_params"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    for grid_id, side in ((0, 32), (1, 40)):
+        tflite = next((tmp_path / "run" / "runs").glob(f"*/grid_{grid_id}_int8.tflite")).read_bytes()
+        interpreter = Interpreter(model_content=tflite)
+        assert tuple(interpreter.get_input_details()[0]["shape"]) == (1, side, side, 3)
+        assert not interpreter.get_signature_list() and b"pixels" not in tflite  # names stripped
+
+
+def test_stripping_names_shrinks_the_file_and_changes_no_output() -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bcpareto.edge import convert
+
+    config = load_config("edge", image_size=32)
+    model = build_model(POINTS["separable_stem_width"], config=config)
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    named = convert(model, precision="int8", representative_images=pixels)
+    stripped = convert(model, precision="int8", representative_images=pixels, strip_names=True)
+    assert len(named) - len(stripped) > 1000 and b"pixels" in named and b"pixels" not in stripped
+    outputs = []
+    for flatbuffer in (named, stripped):
+        interpreter = Interpreter(model_content=flatbuffer)
+        interpreter.allocate_tensors()
+        given, taken = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        answers = []
+        for image in pixels[:4]:
+            interpreter.set_tensor(given["index"], image[None])
+            interpreter.invoke()
+            answers.append(interpreter.get_tensor(taken["index"]).copy())
+        outputs.append(np.concatenate(answers))
+    np.testing.assert_array_equal(outputs[0], outputs[1])

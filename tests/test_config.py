@@ -16,6 +16,20 @@ def test_every_shipped_preset_loads(name: str) -> None:
     assert config.name == name and config.image_size > 0
 
 
+def test_new_settings_at_their_defaults_keep_the_earlier_study_names() -> None:
+    """A run of the edge preset made before strip_tflite_names existed still resumes."""
+    from dataclasses import replace
+
+    from bcpareto.gridspec import read_grid
+    from bcpareto.search import default_study_name
+
+    edge = load_config("edge")
+    name = default_study_name("edge_grid.xlsx", read_grid(resolve_grid(edge)), edge)
+    assert name == "edge_grid-edge-09a3d56d"  # the study of the edge run in README "Measured"
+    assert replace(edge, strip_tflite_names=True).fingerprint() != edge.fingerprint()
+    assert load_config("blocks").strip_tflite_names
+
+
 def test_overrides_win_and_none_is_ignored() -> None:
     config = load_config("seed", epochs=1, image_size=None)
     assert config.epochs == 1 and config.image_size == 224 and config.color_mode == "grayscale"

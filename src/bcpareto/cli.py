@@ -128,7 +128,7 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_js
         for point in points:
             entry: dict[str, Any] = point.params()
             try:
-                c = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+                c = cost(point, image_size=config.at(point).image_size, channels=config.channels, padding=config.padding)
             except TrialFailed as exc:
                 entry["collapses"] = str(exc).split("; ")[-1]
             else:
@@ -141,8 +141,9 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_js
                                "channels": config.channels, "padding": config.padding,
                                "points": entries}, indent=2))
         return
+    own = " (or the sheet's image_size where a row gives one)" if any(p.image_size for p in points) else ""
     click.echo(f"{path}: {len(points)} grid points at {config.image_size}x{config.image_size}"
-               f"x{config.channels} (preset '{config.name}', padding '{config.padding}')")
+               f"x{config.channels}{own} (preset '{config.name}', padding '{config.padding}')")
     header = (f"{'id':>3} {'dense':>5}  {'neurons':<28} {'filters':<28} {'kernels':<14} {'n_params':>10} "
               f"{'f32_mb':>7} {'MMACs':>8}")
     click.echo(header + ("  h5_mb" if h5 else ""))

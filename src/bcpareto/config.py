@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .gridspec import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, GridPoint
 
 DEFAULT_GRID = "hyper_parameters.xlsx"  # a preset without `grid`: this sheet in the working folder
 
@@ -80,6 +81,9 @@ class TrainConfig:
     drop_test_duplicates: bool = True  # TEST files byte-identical to TRAIN files leak; drop them
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
+    # TFLite files without tensor and signature names (5-7 KB less each; read inputs and outputs
+    # by index, get_input_details(), not by signature name)
+    strip_tflite_names: bool = False
     # Distillation (only with --teacher): loss = (1 - w) CE(labels) + w T^2 KL(teacher_T || student_T).
     distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
     distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (benchmarks/recipe.md "Distillation")
@@ -91,6 +95,13 @@ class TrainConfig:
     def channels(self) -> int:
         return 1 if self.color_mode == "grayscale" else 3
 
+    def at(self, point: GridPoint) -> TrainConfig:
+        """This preset as one grid point trains: with the point's own image size, if its sheet
+        row gives one (the sheet's image_size column wins over the preset and --image-size)."""
+        if not point.image_size or point.image_size == self.image_size:
+            return self
+        return dataclasses.replace(self, image_size=point.image_size)
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["augment"] = list(self.augment)
@@ -101,6 +112,8 @@ class TrainConfig:
         data = self.to_dict()
         data.pop("name")
         data.pop("grid")  # the grid's points are hashed into the study name on their own
+        if not self.strip_tflite_names:  # added later: the studies made before keep their names
+            data.pop("strip_tflite_names")
         if self.teacher is None:  # distillation settings change nothing then: old study names stay
             for key in ("teacher", "distill_temperature", "distill_weight"):
                 data.pop(key)
@@ -179,7 +192,7 @@ def _grid_beside(preset: Path, grid: str) -> Path:
 # Upper bounds where a value can exhaust memory or time. The frames are 320x240 (a cell window
 # 144 px): a larger input only upsamples them, while the decoded cache grows with the square of
 # the side (12.4k TRAIN images at 512 px RGB: 9.8 GB) and every conv layer's activations too.
-MAX_IMAGE_SIZE = 512
+MAX_IMAGE_SIZE = MAX_IMAGE_SIDE  # the grid sheet's image_size column has the same range
 MAX_BATCH_SIZE = 4096  # a batch of 4096 64-px images is 200 MB of float32 input alone
 MAX_EPOCHS = 10_000
 MAX_LATENCY_RUNS = 100_000
@@ -187,7 +200,7 @@ _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "name": (str, "a string"), "color_mode": (str, "a string"), "padding": (str, "a string"),
     "optimizer": (str, "a string"), "lr_schedule": (str, "a string"), "validation": (str, "a string"),
     "rescale": (bool, "true or false"), "drop_test_duplicates": (bool, "true or false"),
-    "edge_metrics": (bool, "true or false"),
+    "edge_metrics": (bool, "true or false"), "strip_tflite_names": (bool, "true or false"),
     "image_size": (int, "a whole number"), "cell_crop": (int, "a whole number"),
     "batch_size": (int, "a whole number"), "epochs": (int, "a whole number"),
     "warmup_epochs": (int, "a whole number"), "latency_runs": (int, "a whole number"),
@@ -199,7 +212,7 @@ _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "augment": (list, "a list of strings"),
 }
 _RANGES: dict[str, tuple[float, float, str]] = {  # key -> (low, high, what the range is)
-    "image_size": (8, MAX_IMAGE_SIZE, f"8-{MAX_IMAGE_SIZE} px (the frames are 320x240: a larger "
+    "image_size": (MIN_IMAGE_SIDE, MAX_IMAGE_SIZE, f"{MIN_IMAGE_SIDE}-{MAX_IMAGE_SIZE} px (the frames are 320x240: a larger "
                    "input only upsamples them, and memory grows with its square)"),
     "batch_size": (1, MAX_BATCH_SIZE, f"1-{MAX_BATCH_SIZE}"),
     "epochs": (1, MAX_EPOCHS, f"1-{MAX_EPOCHS}"),

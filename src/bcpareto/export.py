@@ -54,6 +54,7 @@ def export_model(
     card: Mapping[str, Any],
     representative_images: np.ndarray | None = None,
     tflite_model: bytes | None = None,
+    strip_names: bool = False,
 ) -> list[Path]:
     """Write `model` in format `fmt` plus model_card.json into `out_dir`; return both paths.
 
@@ -78,7 +79,8 @@ def export_model(
     else:
         if tflite_model is None:
             tflite_model = convert(
-                model, precision=fmt.removeprefix("tflite-"), representative_images=representative_images
+                model, precision=fmt.removeprefix("tflite-"), representative_images=representative_images,
+                strip_names=strip_names,
             )
         write_atomic(model_path, tflite_model)
 
@@ -252,7 +254,8 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
         "frame_to_input": _frame_to_input(record["config"]),
     }
     tflite = trial.int8_model.read_bytes() if fmt == "tflite-int8" else None
-    paths = export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite)
+    paths = export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite,
+                         strip_names=bool(record["config"].get("strip_tflite_names", False)))
     reference = Path(out_dir) / PREPROCESS_FILE  # the frame -> input code training used, verbatim
     write_atomic(reference, (Path(__file__).parent / "preprocess.py").read_bytes())
     return [*paths, reference]

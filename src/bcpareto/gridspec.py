@@ -30,10 +30,13 @@ one, means the default, which is the earlier model exactly:
   least 1), so one filter list gives a family of sizes.
 - ``expansion`` [6] (default 6): inverted_residual only; the 1x1 expansion makes
   expansion x input channels (1: no expansion conv).
+- ``image_size`` [48, 64] (default: the preset's ``image_size``): the side in pixels the model
+  takes, so one sheet can compare resolutions. It wins over the preset and ``--image-size``
+  for the points of its row.
 
 Within a row everything is crossed: each block type x dense pair x filter list x stem x width
-(x expansion, for inverted_residual only). Loop order: block outer, then the earlier dense pair
-and filter list, then stem, width and expansion inner; the earlier sheets' points keep their
+(x expansion, for inverted_residual only) x image size. Loop order: block outer, then the
+earlier dense pair and filter list, then stem, width, expansion and image size inner; the earlier sheets' points keep their
 numbers. For families that should not be crossed, use another row. No TensorFlow here.
 """
 
@@ -76,6 +79,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "stem": ("stem", "stem filters"),
     "width": ("width", "width multiplier", "widths"),
     "expansion": ("expansion", "expansion ratio", "expansions", "expand ratio"),
+    "image_size": ("image size", "image sizes", "resolution", "resolutions", "input size", "px"),
 }
 
 BLOCK_TYPES = ("conv", "separable", "inverted_residual")
@@ -86,6 +90,7 @@ _BLOCK_ALIASES = {
     "mobilenetv2": "inverted_residual",
 }
 DEFAULT_EXPANSION = 6  # MobileNetV2's expansion ratio
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 8, 512  # the preset's image_size range (config.py)
 
 _EXPECTED = {
     "dense_layers": "a list of dense-layer counts (0: none), e.g. [2, 3]",
@@ -102,6 +107,7 @@ _EXPECTED = {
     "width": "a list of positive width multipliers, e.g. [0.5, 1, 1.5]",
     "expansion": "a list of positive integers, e.g. [4, 6], in a row with an inverted_residual "
     "block",
+    "image_size": f"a list of image sides in pixels, each {MIN_IMAGE_SIDE}-{MAX_IMAGE_SIDE}, e.g. [48, 64]",
 }
 
 
@@ -122,6 +128,7 @@ class GridPoint:
     stem: int = 0  # filters of a 3x3 stride-2 stem conv before the first block; 0 = none
     width: float = 1.0  # multiplies every filter count and the stem
     expansion: int = DEFAULT_EXPANSION  # inverted_residual only
+    image_size: int = 0  # the side in pixels this model takes; 0 = the preset's image_size
 
     @property
     def dense_layers(self) -> int:
@@ -164,6 +171,8 @@ class GridPoint:
             values["width"] = self.width
         if self.block == "inverted_residual":
             values["expansion"] = self.expansion
+        if self.image_size:
+            values["image_size"] = self.image_size
         return values
 
     def describe(self) -> str:
@@ -381,6 +390,8 @@ def _parse_numbers(raw: object, *, kind: str) -> tuple[Any, str | None]:
             return None, f"the list has {v!r}, not 0 or a positive integer"
         if kind == "width" and not v > 0:
             return None, f"the list has {v!r}, not a positive number"
+        if kind == "side" and (isinstance(v, float) or not MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE):
+            return None, f"the list has {v!r}, not a whole number of pixels from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE}"
     if kind != "stride" and len(set(value)) != len(value):
         return None, f"the list repeats {next(v for v in value if value.count(v) > 1)!r}"
     return tuple(value), None
@@ -392,6 +403,7 @@ _OPTIONAL_PARSERS = {
     "stem": lambda raw: _parse_numbers(raw, kind="stem"),
     "width": lambda raw: _parse_numbers(raw, kind="width"),
     "expansion": lambda raw: _parse_numbers(raw, kind="count"),
+    "image_size": lambda raw: _parse_numbers(raw, kind="side"),
 }
 
 
@@ -457,17 +469,19 @@ def _expand(cells: dict[str, Any], options: dict[str, Any], *, first_id: int) ->
                 for stem in options.get("stem", (0,)):
                     for width in options.get("width", (1.0,)):
                         for expansion in expansions:
-                            points.append(
-                                GridPoint(
-                                    grid_id=first_id + len(points),
-                                    filters=tuple(filters),
-                                    kernel_sizes=tuple(cells["kernel_sizes"][: len(filters)]),
-                                    neurons=tuple(neurons),
-                                    block=block,
-                                    strides=own_strides,
-                                    stem=int(stem),
-                                    width=width,
-                                    expansion=int(expansion),
+                            for side in options.get("image_size", (0,)):
+                                points.append(
+                                    GridPoint(
+                                        grid_id=first_id + len(points),
+                                        filters=tuple(filters),
+                                        kernel_sizes=tuple(cells["kernel_sizes"][: len(filters)]),
+                                        neurons=tuple(neurons),
+                                        block=block,
+                                        strides=own_strides,
+                                        stem=int(stem),
+                                        width=width,
+                                        expansion=int(expansion),
+                                        image_size=int(side),
+                                    )
                                 )
-                            )
     return points

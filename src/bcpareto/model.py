@@ -138,6 +138,7 @@ def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
     import keras
     from keras import layers
 
+    config = config.at(point)  # the sheet's image_size column, where the row gives one
     cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs) if config.rescale else inputs
@@ -255,6 +256,7 @@ def memory_limit_bytes() -> int:
 
 def check_memory(point: GridPoint, *, config: TrainConfig) -> None:
     """Raise TrialFailed, with the reason, when a point cannot fit this machine's memory."""
+    config = config.at(point)
     need = train_memory_bytes(point, image_size=config.image_size, channels=config.channels,
                               padding=config.padding, batch_size=config.batch_size)
     have = memory_limit_bytes()

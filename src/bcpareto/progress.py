@@ -19,7 +19,7 @@ def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[Grid
     from .trial import time_train_step
 
     def macs(p: GridPoint) -> int:
-        return cost(p, image_size=config.image_size, channels=config.channels, padding=config.padding).macs
+        return cost(p, image_size=config.at(p).image_size, channels=config.channels, padding=config.padding).macs
 
     measured: list[tuple[int, float]] = []
     for candidates in (sorted(points, key=macs), sorted(points, key=macs, reverse=True)):

@@ -11,6 +11,7 @@ the storage. Storage and locks: storage.py; files of a trial: runs.py; what is p
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import hashlib
 import json
@@ -259,7 +260,15 @@ def run_search(
 
     echo(f"Device: {import_tensorflow()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
-    data = load_data_for(data_dir, config, on_bad_image=on_bad_image, progress=echo)  # before the study exists
+    # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
+    sizes = sorted({config.at(p).image_size for p in points}, key=lambda s: s != config.image_size)
+    by_size = {}
+    for size in sizes:
+        by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
+                                      on_bad_image=on_bad_image, progress=echo if not by_size else None)
+    data = by_size[sizes[0]]
+    if len(sizes) > 1:
+        echo(f"  image sizes of this grid: {', '.join(f'{s} px' for s in sorted(sizes))}")
     echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
          f"test {len(data.test)} ({data.test_source})")
     if data.skipped:
@@ -326,7 +335,8 @@ def run_search(
                      f"{len(completed_rows(study))}/{total} completed in the study)")
             with _Heartbeat(storage, trial_id):
                 result = train_and_evaluate(
-                    point, config=config, data=data, model_dir=artefacts, repeat=repeat
+                    point, config=config, data=by_size[config.at(point).image_size], model_dir=artefacts,
+                    repeat=repeat,
                 )
         except KeyboardInterrupt:
             _tell_failed(study, trial, "interrupted")
@@ -341,7 +351,7 @@ def run_search(
             continue
         save_record(artefacts, point.grid_id, repeat=repeat, record={
             "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
-            "edge_protocol": result.edge_protocol, "config": config.to_dict(),
+            "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),
         })
         if not _tell_completed(study, storage, trial, trial_id, row=result.row):
             echo(f"  {label}: trial {trial.number} was taken as dead meanwhile "
@@ -443,12 +453,14 @@ def check_feature_maps(points: list[GridPoint], *, config: TrainConfig) -> None:
     problems = []
     for point in points:
         try:
-            cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
+            cost(point, image_size=config.at(point).image_size, channels=config.channels,
+                 padding=config.padding)
         except TrialFailed as exc:
             problems.append(str(exc))
     if problems:
+        sizes = sorted({config.at(p).image_size for p in points})
         raise TrialFailed(
-            f"{len(problems)} grid point(s) cannot be built at {config.image_size} px "
+            f"{len(problems)} grid point(s) cannot be built at {'/'.join(map(str, sizes))} px "
             f"(padding '{config.padding}'):\n  " + "\n  ".join(problems)
-            + "\nUse a larger --image-size, or remove these points from the sheet."
+            + "\nUse a larger --image-size (or image_size cell), or remove these points from the sheet."
         )

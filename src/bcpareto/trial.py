@@ -109,6 +109,10 @@ def train_and_evaluate(
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    config = config.at(point)  # data must be decoded at this size (search.py keeps one per size)
+    if data.train.images.shape[1:2] not in ((config.image_size,), (0,)):
+        raise TrialFailed(f"grid point {point.grid_id} takes {config.image_size} px images but was given "
+                          f"{data.train.images.shape[1]} px ones")
     # settings
     started = time.perf_counter()
     targets = None  # distillation: the teacher's probabilities on TRAIN (cached), before the seed
@@ -168,6 +172,7 @@ def train_and_evaluate(
         edge = measure_edge(
             model, train_images=train.images, test_images=data.test.images,
             test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,
+            strip_names=config.strip_tflite_names,
         )
 
     # save
@@ -240,6 +245,7 @@ def time_train_step(point: GridPoint, *, config: TrainConfig, steps: int = 3) ->
     """Seconds per training step of this point at the preset's batch size (after warm-up)."""
     import keras
 
+    config = config.at(point)
     check_memory(point, config=config)
     model = build_model(point, config=config)
     compile_model(model, config, steps_per_epoch=100)
