@@ -28,6 +28,8 @@ from .preprocess import LOCATOR_VERSION, crop_cell, decode_image, locate_cell  #
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from .groups import SourceGroups
+
 
 
 def cache_dir() -> Path:
@@ -67,6 +69,7 @@ class DataSplits:
     test_source: str  # e.g. "TEST minus 108 TRAIN duplicates"
     test_duplicates_removed: int
     skipped: tuple[str, ...] = ()  # unreadable files left out, all splits
+    groups: SourceGroups | None = None  # validation "grouped": the groups.SourceGroups the split was made with
 
 
 def load_data(
@@ -133,7 +136,7 @@ def load_data(
     dropped = int(shares.sum()) + len(duplicates)
     test_source = (f"TEST minus {dropped} images sharing a source smear with TRAIN "
                    f"({len(duplicates)} of them byte-identical copies)")
-    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
+    return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped, groups)
 
 
 def load_data_for(
