@@ -438,8 +438,9 @@ def _parse_floats(
 @click.option("--x", "x", metavar="COL[:min|max]", default=None,
               help="X objective. Default: model_size(MB):min.")
 @click.option("--y", "y", metavar="COL[:min|max]", default=None,
-              help="Y objective. Default: test_accuracy:max if every CSV has it, "
-                   "else val_accuracy:max.")
+              help="Y objective. Default: val_accuracy:max (models are chosen on validation; "
+                   "the front table adds their TEST columns), else test_accuracy:max for CSVs "
+                   "without it.")
 @click.option("--z", "z", metavar="COL[:min|max]", default=None,
               help="Optional third objective (e.g. latency_ms:min): 3-objective front, "
                    "shown as colour in three pairwise panels.")

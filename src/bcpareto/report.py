@@ -88,8 +88,9 @@ def plot_report(
 
     ``x``/``y``/``z`` are ``COLUMN[:min|max]``; without a direction, columns whose name
     contains "accuracy" are maximised and all others minimised. Defaults: ``x`` minimises
-    ``model_size(MB)``, ``y`` maximises ``test_accuracy`` if every CSV has it, else
-    ``val_accuracy``; ``z`` is off. ``ref`` is the hypervolume reference point in the
+    ``model_size(MB)``, ``y`` maximises ``val_accuracy`` if every CSV has it (models are
+    chosen on validation; the front carries their TEST columns), else ``test_accuracy``; ``z``
+    is off. ``ref`` is the hypervolume reference point in the
     objectives' own units (default: :func:`bcpareto.pareto.default_reference` over all rows of
     all CSVs, so hypervolumes of several CSVs are comparable).
     """
