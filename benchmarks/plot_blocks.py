@@ -48,6 +48,7 @@ def plot(frame: pd.DataFrame, out: Path, *, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     front = chosen_front(frame)
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
@@ -69,6 +70,11 @@ def plot(frame: pd.DataFrame, out: Path, *, title: str) -> None:
                         textcoords="offset points", xytext=(7, -11), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel(label)
+        fmt = (lambda v, _: f"{v:g}") if column == "tflite_int8_mb" else (lambda v, _: f"{v / 1e6:g}M")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(fmt))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, pos, fmt=fmt: fmt(v, pos) if f"{v:.1e}"[0] in "2358" else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.grid(True, which="both", alpha=0.3)
     if "tflite_int8_mb" in frame:
         for budget in (0.02, 0.1):
@@ -88,14 +94,15 @@ def plot(frame: pd.DataFrame, out: Path, *, title: str) -> None:
 
 def table(frame: pd.DataFrame) -> str:
     front = chosen_front(frame)
-    lines = ["| grid_id | block | px | width | n_params | MMACs | tflite_int8_mb | val_accuracy | test_accuracy "
-             "| int8_test_accuracy | on the val front |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: "
+    lines = ["| grid_id | block | filters | kernel | px | width | n_params | MMACs | tflite_int8_mb | val_accuracy | test_accuracy "
+             "| int8_test_accuracy | on the val front |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
              "| ---: | ---: | --- |"]
     for on_front, (_, r) in zip(front, frame.iterrows()):
         width = r.get("width", np.nan)
+        kernel = str(r["kernel_sizes"]).strip("[]").split(",")[0]
         lines.append(
-            f"| {int(r['grid_id'])} | {r['block']} | {int(r['image_size'])} | "
-            f"{'' if pd.isna(width) else f'{width:g}'} | {int(r['n_params']):,} | {r['macs'] / 1e6:.1f} | "
+            f"| {int(r['grid_id'])} | {r['block']} | {r['filters']} | {kernel} | {int(r['image_size'])} | "
+            f"{1 if pd.isna(width) else f'{width:g}'} | {int(r['n_params']):,} | {r['macs'] / 1e6:.1f} | "
             f"{r['tflite_int8_mb']:.4f} | {r['val_accuracy']:.3f} | {r['test_accuracy']:.3f} | "
             f"{r['int8_test_accuracy']:.3f} | {'yes' if on_front else ''} |")
     return "\n".join(lines)

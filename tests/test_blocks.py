@@ -379,6 +379,16 @@ def test_one_search_trains_each_point_at_its_own_image_size(tmp_path: Path) -> N
         interpreter = Interpreter(model_content=tflite)
         assert tuple(interpreter.get_input_details()[0]["shape"]) == (1, side, side, 3)
         assert not interpreter.get_signature_list() and b"pixels" not in tflite  # names stripped
+    for fmt in ("tflite-int8", "tflite-fp32"):
+        out = tmp_path / fmt
+        result = CliRunner().invoke(cli, ["export", "1", "--format", fmt, "--out", str(out),
+                                          "--run-dir", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        import json
+
+        card = json.loads((out / "model_card.json").read_text())
+        assert card["input"]["shape"][-3:-1] == [40, 40] and card["training_config"]["image_size"] == 40
+        assert b"pixels" not in next(out.glob("*.tflite")).read_bytes()  # fp32 converted anew: stripped too
 
 
 def test_stripping_names_shrinks_the_file_and_changes_no_output() -> None:
