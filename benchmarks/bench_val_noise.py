@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_validation import choice_shortfall, spearman  # noqa: E402
+from bench_validation import choice_shortfall, spearman
 
 BOOTSTRAP = 2000
 HALVES = 500

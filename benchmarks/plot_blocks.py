@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bcpareto.pareto import nondominated_mask, to_costs  # noqa: E402
+from bcpareto.pareto import nondominated_mask, to_costs
 
 STYLE = {  # block type -> (label, colour, marker)
     "conv": ("plain conv + max-pool", "#4c72b0", "s"),

@@ -11,8 +11,8 @@ the storage. Storage and locks: storage.py; files of a trial: runs.py; what is p
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
