@@ -547,7 +547,5 @@ def status(run_dir: Path, storage: str | None, study_name: str | None, as_json: 
         click.echo("Failed points stay failed: `bcpareto search --retry-failed` trains them again.")
 
 
-
-
 def main() -> None:
     cli()

@@ -5,8 +5,8 @@ one of those phases writes ``<folder>/<phase>.<pid>`` and sleeps (up to a minute
 send SIGINT or SIGTERM at exactly that point. Unset (always, outside tests) it does nothing.
 Phases: queued (study queued, no trial claimed yet; the --workers parent before starting
 workers), train (a trial claimed and running, before fit), fit (inside fit, after its second
-batch), convert (before the TFLite
-conversion), csv (a trial told complete, before metrics_log.csv is rewritten).
+batch), convert (before the TFLite conversion), csv (a trial told complete, before
+metrics_log.csv is rewritten).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def train_and_evaluate(
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     config = config.at(point)  # data must be decoded at this size (search.py keeps one per size)
-    if data.train.images.shape[1:2] not in ((config.image_size,), (0,)):
+    if data.train.images.shape[1] != config.image_size:
         raise TrialFailed(f"grid point {point.grid_id} takes {config.image_size} px images but was given "
                           f"{data.train.images.shape[1]} px ones")
     # settings
