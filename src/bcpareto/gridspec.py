@@ -244,18 +244,26 @@ def read_grid(path: Path | str) -> list[GridPoint]:
     return points
 
 
-def _read_rows(path: Path) -> tuple[list[tuple[Any, ...]], str]:
+def _open_workbook(path: Path) -> Any:
+    """The workbook, read-only with cell values (not formulas); the caller closes it.
+
+    Shared with space.py, which reads the `space` sheet of the same file.
+    """
     import openpyxl  # deferred: keeps `bcpareto --help` fast
 
     if not path.is_file():
         raise GridSpecError(f"{path}: no such file; expected an .xlsx grid sheet")
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise GridSpecError(
             f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
             "save the sheet as Excel Workbook (.xlsx)"
         ) from exc
+
+
+def _read_rows(path: Path) -> tuple[list[tuple[Any, ...]], str]:
+    workbook = _open_workbook(path)
     sheet = workbook.worksheets[0]
     rows = [tuple(r) for r in sheet.iter_rows(values_only=True)]
     workbook.close()

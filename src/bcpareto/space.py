@@ -1,0 +1,482 @@
+"""The workbook's `space` sheet -> a SearchSpace: the ranges a sampler draws architectures from.
+
+The grid sheet lists every model to train; the space sheet, a second sheet named ``space`` in
+the same workbook, says instead which values each part of the architecture may take, so a
+sampler (Optuna's TPE or NSGA-II, a later step) can go beyond the grid. Each sampled
+assignment becomes an ordinary :class:`~bcpareto.gridspec.GridPoint`, so training, logging
+and the front treat it like a grid row. No TensorFlow or Optuna here.
+
+One row per parameter under a header row ``name | low | high | log | choices`` (any case and
+spacing; columns in any order; other columns, e.g. notes, are ignored). A row gives either a
+range, ``low`` and ``high`` (``log`` yes/no/true/false or blank: sample on a log scale), or
+``choices``, a Python-style list (``[3, 5, 7]``, ``[conv, separable]``: words need no quotes),
+not both. ``low == high`` or a single choice fixes the parameter.
+
+The parameters are a fixed-length encoding of the architecture (``filters`` and friends are
+derived from them by :meth:`SearchSpace.point`):
+
+==============  =========================================  ===================================
+name            meaning                                    when the sheet has no row for it
+==============  =========================================  ===================================
+conv_blocks     number of conv blocks (whole number >= 1)  required
+base_filters    filters of the first block (>= 1)          required
+growth          filters multiply by it per block (> 0)     1: every block has base_filters
+first_kernel    kernel size of the first block (odd)       the kernel's value
+kernel          kernel size of the other blocks (odd)      required
+dense_layers    dense layers before the softmax (>= 0)     0: softmax right after pooling
+dense_units     neurons of every dense layer (>= 1)        required if dense_layers can be > 0
+block           conv, separable or inverted_residual       conv
+width           multiplies every filter count (> 0)        1
+image_size      input side in pixels (8-512)               the preset's image_size
+==============  =========================================  ===================================
+
+Block i has ``round(base_filters * growth**i)`` filters (at least 1); every dense layer has
+``dense_units`` neurons (a constant width, the simplest fixed-length encoding; a funnel would
+be one more parameter). Kernel sizes take choices or one fixed value, not a range, since a
+range would sample even sizes.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import GridSpecError
+from .gridspec import (
+    BLOCK_TYPES,
+    MAX_IMAGE_SIDE,
+    MIN_IMAGE_SIDE,
+    GridPoint,
+    _blank,
+    _col_letter,
+    _normalise_header,
+    _open_workbook,
+    _parse_blocks,
+)
+
+SHEET = "space"  # the sheet's name (any case); the grid stays on the first sheet
+
+# Canonical header names and the spellings accepted, normalised by gridspec._normalise_header.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "parameter", "param"),
+    "low": ("low", "min", "minimum", "from"),
+    "high": ("high", "max", "maximum", "to"),
+    "log": ("log", "log scale"),
+    "choices": ("choices", "choice", "values", "options"),
+}
+_YES, _NO = ("yes", "true", "y"), ("no", "false", "n")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What one parameter takes, and what a message says it expected."""
+
+    kind: str  # "int", "float" or "block"
+    allowed: Callable[[float], bool]
+    expected: str  # one value, e.g. "an odd whole number"
+    plural: str  # a list of them, e.g. "odd whole numbers"
+    range_example: str  # e.g. "low 2, high 5"; kernels: a fixed value; block: none
+    choices_example: str  # e.g. "[3, 5, 7]"
+    default: Any = None  # None: required (or derived, see SearchSpace.point)
+    odd: bool = False  # kernel sizes: choices or a fixed value only
+
+
+_WHOLE = ("a whole number, at least 1", "whole numbers, at least 1")
+_ODD = ("an odd whole number", "odd whole numbers")
+_POSITIVE = ("a positive number", "positive numbers")
+_PIXELS = (
+    f"a whole number of pixels from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE}",
+    f"whole numbers of pixels from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE}",
+)
+
+PARAMETERS: dict[str, _Spec] = {
+    "conv_blocks": _Spec("int", lambda v: v >= 1, *_WHOLE, "low 2, high 5", "[2, 3, 4]"),
+    "base_filters": _Spec("int", lambda v: v >= 1, *_WHOLE, "low 8, high 64", "[8, 16, 32]"),
+    "growth": _Spec("float", lambda v: v > 0, *_POSITIVE, "low 1, high 2", "[1.5, 2]", 1.0),
+    "first_kernel": _Spec(
+        "int", lambda v: v >= 1 and v % 2 == 1, *_ODD, "low 5, high 5", "[3, 5, 7]", odd=True
+    ),
+    "kernel": _Spec(
+        "int", lambda v: v >= 1 and v % 2 == 1, *_ODD, "low 3, high 3", "[3, 5]", odd=True
+    ),
+    "dense_layers": _Spec(
+        "int", lambda v: v >= 0, "a whole number, 0 or more", "whole numbers, 0 or more",
+        "low 0, high 2", "[0, 1, 2]", 0,
+    ),
+    "dense_units": _Spec("int", lambda v: v >= 1, *_WHOLE, "low 16, high 256", "[32, 64, 128]"),
+    "block": _Spec(
+        "block", lambda v: True, f"a block type out of {', '.join(BLOCK_TYPES)}",
+        f"block types out of {', '.join(BLOCK_TYPES)}", "", "[conv, separable]", "conv",
+    ),
+    "width": _Spec("float", lambda v: v > 0, *_POSITIVE, "low 0.5, high 1.5", "[0.5, 1]", 1.0),
+    "image_size": _Spec(
+        "int", lambda v: MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE, *_PIXELS, "low 48, high 96",
+        "[48, 64]", 0,
+    ),
+}
+REQUIRED = ("conv_blocks", "base_filters", "kernel")  # and dense_units when dense layers can exist
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One row of the space sheet: a range (``kind`` "int" or "float") or choices."""
+
+    name: str
+    kind: str  # "int", "float" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high if self.kind != "categorical" else len(self.choices) == 1
+
+    def distribution(self) -> tuple[Any, ...]:
+        if self.kind == "categorical":
+            return ("categorical", self.choices)
+        return (self.kind, self.low, self.high, self.log)
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and value != int(value):
+            return False
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The parameters of a space sheet, in sheet order; see the module docstring."""
+
+    parameters: tuple[Parameter, ...]
+
+    def distributions(self) -> dict[str, tuple[Any, ...]]:
+        """Name -> ``("int"|"float", low, high, log)`` or ``("categorical", choices)``.
+
+        Plain values, in sheet order, fixed parameters included, for a sampler to turn into
+        its own distribution objects (Optuna: Int-, Float-, CategoricalDistribution).
+        """
+        return {p.name: p.distribution() for p in self.parameters}
+
+    def point(self, values: Mapping[str, Any], grid_id: int) -> GridPoint:
+        """One sampled assignment -> the GridPoint the rest of the tool trains.
+
+        ``values`` maps the sheet's parameter names to values inside their ranges or choices;
+        fixed parameters may be left out, and parameters without a row take their defaults
+        (module docstring). A bad assignment is a programming error: ValueError.
+        """
+        chosen = self._resolve(values)
+        blocks, growth = int(chosen["conv_blocks"]), float(chosen["growth"])
+        filters = tuple(
+            max(1, int(chosen["base_filters"] * growth**i + 0.5)) for i in range(blocks)
+        )
+        first = chosen["first_kernel"] if chosen["first_kernel"] is not None else chosen["kernel"]
+        kernels = (int(first),) + (int(chosen["kernel"]),) * (blocks - 1)
+        layers = int(chosen["dense_layers"])
+        neurons = (int(chosen["dense_units"]),) * layers if layers else ()
+        return GridPoint(
+            grid_id=grid_id,
+            filters=filters,
+            kernel_sizes=kernels,
+            neurons=neurons,
+            block=str(chosen["block"]),
+            width=float(chosen["width"]),
+            image_size=int(chosen["image_size"]),
+        )
+
+    def _resolve(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        rows = {p.name: p for p in self.parameters}
+        problems = [f"{name!r} is not a parameter of this space" for name in values if name not in rows]
+        chosen = {name: spec.default for name, spec in PARAMETERS.items()}
+        for name, parameter in rows.items():
+            if name in values:
+                value = values[name]
+                if not parameter.contains(value):
+                    problems.append(f"{name} = {value!r} is outside {parameter.distribution()}")
+                chosen[name] = value
+            elif parameter.fixed:
+                chosen[name] = parameter.choices[0] if parameter.choices else parameter.low
+            else:
+                problems.append(f"no value for {name}, which the space samples")
+        if not problems and chosen["dense_layers"] and chosen["dense_units"] is None:
+            problems.append("dense_layers > 0 but the space has no dense_units")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return chosen
+
+
+def read_space(path: Path | str) -> SearchSpace | None:
+    """Read and validate the workbook's `space` sheet; None when the workbook has none.
+
+    Every bad cell is reported in one GridSpecError, each naming the file, the sheet and
+    the cell, as for the grid sheet.
+    """
+    path = Path(path)
+    workbook = _open_workbook(path)
+    try:
+        sheet = next((s for s in workbook.worksheets if s.title.strip().lower() == SHEET), None)
+        if sheet is None:
+            return None
+        title = sheet.title
+        rows = [tuple(r) for r in sheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()
+    where = f"{path}, sheet '{title}'"
+    if not rows or all(_blank(v) for v in rows[0]):
+        raise GridSpecError(
+            f"{where}: the sheet is empty; expected a header row {_header_hint()} and one row "
+            "per parameter"
+        )
+    columns = _locate_columns(rows[0], where)
+    data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
+    if not data_rows:
+        raise GridSpecError(
+            f"{where}: no parameter row under the header; expected one row per parameter, "
+            f"e.g. conv_blocks with low 2 and high 4 (parameters: {', '.join(PARAMETERS)})"
+        )
+    problems: list[str] = []
+    parameters: list[Parameter] = []
+    first_row: dict[str, int] = {}
+    for row_number, row in data_rows:
+        name, parameter, row_problems = _parse_row(row, row_number, columns)
+        if name is not None and name in first_row:
+            problems.append(
+                f"{_ref(columns, 'name', row_number)}: {name} also has row {first_row[name]}; "
+                "expected one row per parameter"
+            )
+        problems += row_problems
+        if name is None or name in first_row:
+            continue
+        first_row[name] = row_number
+        if parameter is not None:
+            parameters.append(parameter)
+    missing = [name for name in REQUIRED if name not in first_row]
+    if missing:
+        problems.append(
+            f"no row for {', '.join(missing)}; expected a row for each of {', '.join(REQUIRED)} "
+            "(the other parameters have defaults)"
+        )
+    dense = next((p for p in parameters if p.name == "dense_layers"), None)
+    can_have_dense = dense is not None and (
+        any(dense.choices) if dense.kind == "categorical" else bool(dense.high)
+    )
+    if can_have_dense and "dense_units" not in first_row:
+        problems.append(
+            f"no row for dense_units, but row {first_row['dense_layers']} lets dense_layers be "
+            "more than 0; expected a dense_units row, e.g. low 16, high 256"
+        )
+    if problems:
+        raise GridSpecError(f"{where}:\n  " + "\n  ".join(problems))
+    return SearchSpace(tuple(parameters))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _header_hint() -> str:
+    return "with columns " + ", ".join(f"'{c}'" for c in COLUMNS)
+
+
+def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for col, value in enumerate(header):
+        if _blank(value):
+            continue
+        norm = _normalise_header(value)
+        for name, spellings in COLUMNS.items():
+            if norm in spellings:
+                found.setdefault(name, col)
+    missing = []
+    if "name" not in found:
+        missing.append("name")
+    if not ({"low", "high"} <= found.keys() or "choices" in found):
+        missing.append("low and high, or choices")
+    if missing:
+        present = ", ".join(repr(v) for v in header if not _blank(v)) or "none"
+        raise GridSpecError(
+            f"{where}, row 1: missing column(s) {'; '.join(missing)}; found headers {present}; "
+            f"expected a header row {_header_hint()}"
+        )
+    return found
+
+
+def _ref(columns: dict[str, int], column: str, row: int) -> str:
+    return f"cell {_col_letter(columns[column])}{row} ({column})"
+
+
+def _cell(row: tuple[Any, ...], columns: dict[str, int], column: str) -> Any:
+    col = columns.get(column)
+    return row[col] if col is not None and col < len(row) else None
+
+
+def _parse_row(
+    row: tuple[Any, ...], number: int, columns: dict[str, int]
+) -> tuple[str | None, Parameter | None, list[str]]:
+    """One parameter row -> (its name if known, the Parameter if every cell is good, problems)."""
+    raw_name = _cell(row, columns, "name")
+    ref = _ref(columns, "name", number)
+    known = f"one of {', '.join(PARAMETERS)}"
+    if _blank(raw_name):
+        return None, None, [f"{ref}: empty cell; expected a parameter name, {known}"]
+    name = re.sub(r"[\s-]+", "_", str(raw_name).strip().lower())
+    if name not in PARAMETERS:
+        return None, None, [f"{ref}: {str(raw_name).strip()!r} is not a parameter; expected {known}"]
+    spec = PARAMETERS[name]
+    low, high, log, choices = (_cell(row, columns, c) for c in ("low", "high", "log", "choices"))
+    has_range = not (_blank(low) and _blank(high))
+    problems: list[str] = []
+
+    log_value, problem = _parse_log(log)
+    if problem:
+        problems.append(f"{_ref(columns, 'log', number)}: {problem}; expected yes, no, true, "
+                        "false or a blank cell")
+    if has_range and not _blank(choices):
+        problems.append(
+            f"{_ref(columns, 'choices', number)}: {name} has a low-high range and choices; "
+            f"expected one or the other: {_examples(spec)}"
+        )
+        return name, None, problems
+    if not has_range and _blank(choices):
+        problems.append(
+            f"{ref}: {name} has neither a low-high range nor choices; expected "
+            f"{_examples(spec)}"
+        )
+        return name, None, problems
+
+    if not has_range:
+        values, problem = _parse_choices(choices, spec)
+        if problem:
+            problems.append(f"{_ref(columns, 'choices', number)}: {problem}; expected a list of "
+                            f"{spec.plural}, e.g. {spec.choices_example}")
+        if log_value:
+            problems.append(f"{_ref(columns, 'log', number)}: a log scale applies to a low-high "
+                            "range, not to choices; expected no or a blank cell")
+        if problems:
+            return name, None, problems
+        return name, Parameter(name, "categorical", choices=values), []
+
+    if spec.kind == "block":
+        col = "low" if not _blank(low) else "high"
+        problems.append(
+            f"{_ref(columns, col, number)}: block takes choices, not a range; expected "
+            f"the choices cell to hold e.g. [{', '.join(BLOCK_TYPES)}]"
+        )
+        return name, None, problems
+    bounds: dict[str, float] = {}
+    for column, raw in (("low", low), ("high", high)):
+        value, problem = _parse_bound(raw, spec)
+        if problem:
+            what = "lower" if column == "low" else "upper"
+            problems.append(f"{_ref(columns, column, number)}: {problem}; expected the {what} "
+                            f"bound, {spec.expected}, e.g. {spec.range_example}")
+        else:
+            bounds[column] = value
+    if len(bounds) == 2:
+        if bounds["low"] > bounds["high"]:
+            problems.append(
+                f"{_ref(columns, 'high', number)}: {bounds['high']!r} is below "
+                f"{_ref(columns, 'low', number)}, {bounds['low']!r}; expected high >= low"
+            )
+        elif spec.odd and bounds["low"] != bounds["high"]:
+            problems.append(
+                f"{_ref(columns, 'high', number)}: a range of kernel sizes would sample even "
+                f"sizes; expected the same value as low, or choices, e.g. {spec.choices_example}"
+            )
+        if log_value and bounds["low"] <= 0:
+            problems.append(
+                f"{_ref(columns, 'log', number)}: a log scale needs low > 0, but "
+                f"{_ref(columns, 'low', number)} is {bounds['low']!r}; expected no, or a "
+                "positive low"
+            )
+    if problems:
+        return name, None, problems
+    kind = "float" if spec.kind == "float" else "int"
+    return name, Parameter(name, kind, bounds["low"], bounds["high"], bool(log_value)), []
+
+
+def _examples(spec: _Spec) -> str:
+    choices = f"choices (e.g. {spec.choices_example})"
+    return f"low and high (e.g. {spec.range_example}) or {choices}" if spec.range_example else choices
+
+
+def _parse_log(raw: object) -> tuple[bool, str | None]:
+    if _blank(raw):
+        return False, None
+    if isinstance(raw, bool):
+        return raw, None
+    text = str(raw).strip().lower()
+    if text in _YES:
+        return True, None
+    if text in _NO:
+        return False, None
+    return False, f"{str(raw).strip()!r} is not yes or no"
+
+
+def _number(raw: object) -> float | int | None:
+    """A number from a number cell or a cell of text such as '3' or '0.5'; else None."""
+    if isinstance(raw, str):
+        try:
+            raw = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None
+    return raw
+
+
+def _check_value(value: float, spec: _Spec) -> tuple[float | None, str | None]:
+    """Coerce one number to the parameter's type (ints must be whole: Excel's 3.0 is 3), or
+    say why not, as "not ..." for the caller's sentence."""
+    if spec.kind == "int":
+        if value != int(value):
+            return None, "not a whole number"
+        value = int(value)
+    else:
+        value = float(value)
+    if not spec.allowed(value):
+        return None, f"not {spec.expected}"
+    return value, None
+
+
+def _parse_bound(raw: object, spec: _Spec) -> tuple[Any, str | None]:
+    if _blank(raw):
+        return None, "empty cell"
+    value = _number(raw)
+    if value is None:
+        return None, f"{str(raw).strip()!r} is not a number"
+    checked, reason = _check_value(value, spec)
+    return checked, reason and f"{value!r} is {reason}"
+
+
+def _parse_choices(raw: object, spec: _Spec) -> tuple[tuple[Any, ...], str | None]:
+    if spec.kind == "block":
+        return _parse_blocks(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            parsed: Any = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return (), f"{text!r} is not a Python-style list of numbers"
+    else:
+        parsed = raw  # Excel stores a lone `5` as a number: one choice
+    items = parsed if isinstance(parsed, (list, tuple)) else [parsed]
+    if not items:
+        return (), "an empty list"
+    values = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            return (), f"the list has {item!r}, not a number"
+        value, reason = _check_value(item, spec)
+        if reason:
+            return (), f"the list has {item!r}, {reason}"
+        if value in values:
+            return (), f"the list repeats {item!r}"
+        values.append(value)
+    return tuple(values), None
