@@ -23,9 +23,12 @@ from .errors import (
     DataError,
     GridSpecError,
     StorageError,
+    StrategyError,
     TrialFailed,
 )
 from .quiet import VERBOSE_ENV
+
+SAMPLER_CHOICES = ("grid", "random", "tpe", "nsga2", "gp")  # strategy.SAMPLERS (not imported: --help stays fast)
 
 
 class BadInput(click.ClickException):
@@ -39,7 +42,7 @@ def _errors() -> Iterator[None]:
     """Library errors -> messages: bad input exits 2, anything else the tool reports exits 1."""
     try:
         yield
-    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError) as exc:
+    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError, StrategyError) as exc:
         raise BadInput(str(exc)) from None
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from None
@@ -202,12 +205,43 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Distil: train every model on its labels and this model's softened outputs on "
               "TRAIN (the preset's distill_weight and distill_temperature). A grid id finished in "
               "--run-dir (any study) or a .keras file; its input size must be the students'.")
+@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="grid", show_default=True,
+              help="grid: every row of the sheet. random, tpe (Bayesian, TPE), nsga2 (evolutionary) "
+              "and gp (Gaussian process; pip install 'bcpareto[gp]') draw models from the workbook's "
+              "'space' sheet, with both objectives as a real Pareto front.")
+@click.option("--n-trials", type=click.IntRange(min=1), metavar="N",
+              help="Sampled models in the study in all (stopped, infeasible and warm-start ones "
+              "count); the same command with a larger N continues.")
+@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="Start no new model after M minutes of this command (the running one finishes).")
+@click.option("--warm-start", is_flag=True,
+              help="With a sampler: train the grid sheet's points first (the sampler learns from them).")
+@click.option("--fidelity", type=click.Choice(["none", "epochs"]), default="none", show_default=True,
+              help="epochs: successive halving. At epochs min-epochs x eta^k each model is ranked "
+              "against every model at that epoch (non-dominated sorting of validation accuracy and "
+              "size, ties by hypervolume contribution); it trains on if it is on the front or in the "
+              "top 1/eta, else it stops there (kept as 'stopped', never retried).")
+@click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Successive halving: keep 1 model in eta at each rung.")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Successive halving: the first rung, in epochs.")
+@click.option("--max-int8-mb", type=click.FloatRange(min=0, min_open=True), metavar="MB",
+              help="Device limit: int8 TFLite file size. Measured on the untrained model before "
+              "training; a model over it is recorded infeasible, not trained.")
+@click.option("--max-macs", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Device limit: multiply-adds per image (e.g. 5e6), checked before training.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
+              help="Device limit: median int8 latency on this CPU, 1 thread (measured on the "
+              "untrained int8 model before training).")
 @click.pass_context
 def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int, worker_index: int | None,
     edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str, teacher: str | None,
+    sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool, fidelity: str,
+    eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None,
+    max_latency_ms: float | None,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -221,6 +255,13 @@ def search(
     Protocol (default preset): models are selected on val_accuracy, a stratified 15% of TRAIN;
     test_accuracy is TEST with the files byte-identical to TRAIN files removed. The seed
     preset keeps the earlier protocol (TEST as validation data).
+
+    \b
+    Beyond the grid (a sheet named 'space' in the workbook, one row per parameter:
+    name | low | high | log | choices; names: conv_blocks, base_filters, growth,
+    first_kernel, kernel, dense_layers, dense_units, block, width, image_size):
+      bcpareto search --sampler tpe --n-trials 30 --fidelity epochs --eta 3
+      bcpareto search --sampler nsga2 --budget-minutes 45 --max-int8-mb 0.05
     """
     from .dataset import default_data_dir
     from .search import check_feature_maps, run_search
@@ -241,13 +282,23 @@ def search(
             from .distill import check_teacher
 
             check_teacher(config.teacher, config=config)
+        strategy = _strategy(path, config=config, sampler=sampler, n_trials=n_trials,
+                             budget_minutes=budget_minutes, warm_start=warm_start, fidelity=fidelity,
+                             eta=eta, min_epochs=min_epochs, max_int8_mb=max_int8_mb, max_macs=max_macs,
+                             max_latency_ms=max_latency_ms)
+        if strategy.sampled and not strategy.warm_start:
+            points_checked = []  # without --warm-start the sheet's rows are not trained
+        else:
+            points_checked = points
         try:
-            check_feature_maps(points, config=config)
+            check_feature_maps(points_checked, config=config)
         except TrialFailed as exc:
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
         interrupts.install()  # Ctrl-C and a scheduler's SIGTERM stop the search cleanly
-        click.echo(f"Grid: {path} ({len(points)} points); preset '{config.name}': "
+        click.echo((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
+                    if strategy.sampled else f"Grid: {path} ({len(points)} points)")
+                   + f"; preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
@@ -261,7 +312,7 @@ def search(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
                     study_name=study_name, workers=workers, retry_failed=retry_failed,
-                    repeats=repeats, on_bad_image=on_bad_image, echo=click.echo,
+                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, echo=click.echo,
                 )
                 _finish_workers(outcome, run_dir=run_dir)
                 return
@@ -269,7 +320,8 @@ def search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
                 retry_failed=retry_failed, repeats=repeats, on_bad_image=on_bad_image,
-                estimate=worker_index is None, echo=click.echo,
+                estimate=worker_index is None, strategy=strategy, worker_index=worker_index or 0,
+                echo=click.echo,
             )
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
@@ -281,16 +333,45 @@ def search(
             url = storage or default_storage_url(run_dir)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"study storage {redact(url)}: {redact(first, url)}") from None
-    noun = "grid points" if repeats == 1 else f"models ({len(points)} grid points x {repeats} repeats)"
-    click.echo(f"Done: {summary.completed}/{len(points) * repeats} {noun} completed in study "
-               f"'{summary.study_name}' ({summary.trained_here} trained now, "
-               f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if strategy.sampled:
+        extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
+                                              (summary.infeasible, "infeasible"),
+                                              (summary.duplicates, "duplicates told, not trained")) if n]
+        click.echo(f"Done: {summary.completed} model(s) completed in study '{summary.study_name}' "
+                   f"({summary.trained_here} trained now{''.join(', ' + e for e in extra)}, "
+                   f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    else:
+        noun = "grid points" if repeats == 1 else f"models ({len(points)} grid points x {repeats} repeats)"
+        extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
+                                              (summary.infeasible, "infeasible")) if n]
+        click.echo(f"Done: {summary.completed}/{len(points) * repeats} {noun} completed in study "
+                   f"'{summary.study_name}' ({summary.trained_here} trained now"
+                   f"{''.join(', ' + e for e in extra)}, {summary.wall_seconds:.0f} s); "
+                   f"results in {run_dir / 'metrics_log.csv'}")
     if summary.at_chance:
         click.echo(f"{len(summary.at_chance)} trained to no better than chance (kept in the CSV):\n  "
                    + "\n  ".join(summary.at_chance), err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} failed:\n  " + "\n  ".join(summary.failed), err=True)
         sys.exit(1)
+
+
+def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
+              budget_minutes: float | None, warm_start: bool, fidelity: str, eta: int, min_epochs: int,
+              max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None) -> Any:
+    """The search options as a Strategy, checked (exit 2 before anything is created)."""
+    from .space import read_space
+    from .strategy import Limits, Strategy, check_strategy
+
+    space = read_space(path) if sampler != "grid" else None
+    strategy = Strategy(
+        sampler=sampler, space=space, n_trials=n_trials, budget_minutes=budget_minutes,
+        warm_start=warm_start, eta=eta if fidelity == "epochs" else None, min_epochs=min_epochs,
+        limits=Limits(max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms),
+        seed=config.seed,
+    )
+    check_strategy(strategy, sheet=str(path), epochs=config.epochs)
+    return strategy
 
 
 _PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}

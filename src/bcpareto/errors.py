@@ -32,3 +32,7 @@ class TrialFailed(BcParetoError):
 
 class ExportError(BcParetoError):
     """A model cannot be converted, measured or written as asked (bad precision, format, images)."""
+
+
+class StrategyError(BcParetoError):
+    """Search options that cannot work together (sampler, budget, halving, limits): exit code 2."""

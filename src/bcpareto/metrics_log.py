@@ -1,5 +1,9 @@
 """metrics_log.csv: one row per completed grid point, regenerated from the study storage.
 
+Models stopped by successive halving (``status`` "stopped", with ``stopped_at_epoch``) and
+models over a device limit (``status`` "infeasible", never trained) have rows too, after the
+completed ones, so the CSV shows what the search spent; the front leaves them out.
+
 The storage is the truth; the CSV is rewritten from it after every trial (to a temporary file,
 then renamed), so it never holds a torn or duplicate row, and rows of other studies stay.
 """
@@ -33,6 +37,17 @@ def completed_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def stopped_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Rows of models stopped by halving or found infeasible (PRUNED trials), in trial order."""
+    from optuna.trial import TrialState
+
+    return [
+        {**trial.user_attrs["row"], "study": study.study_name, "trial": trial.number}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if trial.user_attrs.get("row") is not None
+    ]
+
+
 def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]) -> None:
     """Replace this study's rows in the CSV (other studies' rows stay), atomically."""
     kept: list[dict[str, Any]] = []
@@ -56,4 +71,5 @@ def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]
 def update_metrics_csv(study: optuna.Study, run_dir: Path) -> None:
     """Regenerate this study's rows of run_dir/metrics_log.csv from the storage (file-locked)."""
     with file_lock(run_dir / f".{CSV_NAME}.lock"):
-        write_metrics_csv(run_dir / CSV_NAME, study_name=study.study_name, rows=completed_rows(study))
+        rows = completed_rows(study) + stopped_rows(study)
+        write_metrics_csv(run_dir / CSV_NAME, study_name=study.study_name, rows=rows)

@@ -97,7 +97,8 @@ def plot_report(
     paths = [Path(p) for p in csv_paths]
     if not paths:
         raise ConfigError("no metrics CSV given")
-    raw_tables = [_read_metrics(path) for path in paths]
+    raw_tables, unfinished = zip(*(_finished_rows(_read_metrics(path)) for path in paths))
+    raw_tables = list(raw_tables)
     repeats = [_repeat_groups(table) for table in raw_tables]
     tables = [_mean_of_repeats(t, g) if g else t for t, g in zip(raw_tables, repeats)]
     objectives = _resolve_objectives(paths, tables, x=x, y=y, z=z)
@@ -134,6 +135,7 @@ def plot_report(
         overall_hv = pareto.hypervolume(pooled, ref=ref_cost)
     front_table = _front_table(sources, objectives, overall_front)
     notes = _protocol_notes(objectives, tables) + _spread_notes(sources, objectives)
+    notes += [f"{name}: {text}" for name, text in zip(names, unfinished) if text]
     if _chosen_on_validation(objectives, tables):
         front_table.insert(2, "protocol", PROTOCOL)
     figure = plotting.front_figure(
@@ -279,6 +281,21 @@ def _read_metrics(path: Path) -> pd.DataFrame:
         raise ColumnError(f"{path} is not a readable CSV: {error}") from None
     table.columns = [str(c).strip() for c in table.columns]
     return table
+
+
+def _finished_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of trained models; models stopped by successive halving or over a device limit
+    (``status`` stopped / infeasible) have no final figures and stay off the front."""
+    if "status" not in table.columns:
+        return table, ""
+    status = table["status"].fillna("").astype(str).str.strip()
+    out = status.isin(["stopped", "infeasible"])
+    if not out.any():
+        return table, ""
+    counts = status[out].value_counts()
+    said = " and ".join(f"{n} {s}" for s, n in (("stopped by successive halving", counts.get("stopped", 0)),
+                                                 ("infeasible (over a --max-* limit)", counts.get("infeasible", 0))) if n)
+    return table[~out].reset_index(drop=True), f"{said} left out of the front (no final figures)"
 
 
 def _resolve_objectives(

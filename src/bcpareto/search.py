@@ -32,9 +32,10 @@ from .gridspec import GridPoint
 from .metrics_log import completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
-from .progress import Progress, calibrate, unit_label
+from .progress import Progress, calibrate, clock, unit_label
 from .runs import save_record, study_dir
 from .storage import HEARTBEAT_SECONDS, default_storage_url, open_storage, redact, storage_lock
+from .strategy import Limits, Strategy, architecture, distributions, encode, make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -67,14 +68,20 @@ def unit_of(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
 
 
 def sync_grid(
-    study: optuna.Study, points: list[GridPoint], *, repeats: int = 1, retry_failed: bool = False
+    study: optuna.Study, points: list[GridPoint], *, repeats: int = 1, retry_failed: bool = False,
+    strategy: Strategy | None = None,
 ) -> dict[str, int]:
     """Enqueue every (point, repeat) that has no completed, waiting or running trial. Call under
     the lock. Repeat r of a point trains with another seed (``--repeats``), once like any point.
 
     A point whose last trial failed is enqueued again only if it was interrupted (Ctrl-C) or
     when ``retry_failed`` is set; a failure that training reported (NaN loss, out of memory) is
-    kept, since rerunning it would most likely fail the same way.
+    kept, since rerunning it would most likely fail the same way. A point stopped by
+    successive halving or found infeasible (PRUNED) is done, like a completed one.
+
+    With a sampler (``strategy.sampled``: the grid as a warm start), a point the space can
+    express is queued with the space's values as its parameters, so the sampler learns from it;
+    and an interrupted sampled model is queued again with its own values.
     """
     from optuna.trial import TrialState
 
@@ -86,20 +93,41 @@ def sync_grid(
     enqueued = 0
     for point, repeat in ((p, r) for p in points for r in range(repeats)):
         trials = by_unit.get((point.grid_id, repeat), [])
-        states = {t.state for t in trials}
-        if states & {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}:
+        if not _needs_queueing(trials, retry_failed=retry_failed):
             continue
-        failed = [t for t in trials if t.state == TrialState.FAIL]
-        if failed and not retry_failed:
-            reason = max(failed, key=lambda t: t.number).user_attrs.get("fail_reason", "")
-            if reason != "interrupted":
-                continue
-        study.enqueue_trial(
-            {"grid_id": point.grid_id}, user_attrs={**point.params(), "repeat": repeat},
-            skip_if_exists=False,
-        )
+        if strategy is not None and strategy.sampled:
+            params = (encode(strategy.space, point) if strategy.space is not None else None) or {}
+        else:
+            params = {"grid_id": point.grid_id}
+        study.enqueue_trial(params, user_attrs={**point.params(), "repeat": repeat}, skip_if_exists=False)
         enqueued += 1
+    if strategy is not None and strategy.sampled:  # sampled models interrupted by Ctrl-C
+        sheet = {p.grid_id for p in points}
+        for unit, trials in sorted(by_unit.items()):
+            last = max(trials, key=lambda t: t.number)
+            if unit[0] in sheet or not _needs_queueing(trials, retry_failed=retry_failed):
+                continue
+            attrs = {k: v for k, v in last.user_attrs.items() if not k.startswith(_TRIAL_OWN_ATTRS)}
+            study.enqueue_trial(last.params, user_attrs=attrs, skip_if_exists=False)
+            enqueued += 1
     return {"enqueued": enqueued}
+
+
+# user attrs a trial records for itself, not copied when its model is queued again
+_TRIAL_OWN_ATTRS = ("rung_", "fail_reason", "worker", "row", "curve", "duplicate_of", "stop_reason")
+
+
+def _needs_queueing(trials: list[optuna.trial.FrozenTrial], *, retry_failed: bool) -> bool:
+    """A unit with these trials has no result and no trial queued, and was interrupted (or may be retried)."""
+    from optuna.trial import TrialState
+
+    states = {t.state for t in trials}
+    if states & {TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING}:
+        return False
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if failed and not retry_failed:
+        return max(failed, key=lambda t: t.number).user_attrs.get("fail_reason", "") == "interrupted"
+    return True
 
 
 def claim_next(
@@ -158,6 +186,10 @@ class SearchSummary:
     at_chance: list[str] = field(default_factory=list)  # trained, but no better than guessing
     trained_here: int = 0
     wall_seconds: float = 0.0
+    stopped: int = 0  # by successive halving (trained, counted in trained_here)
+    infeasible: int = 0  # over a --max-* limit, not trained
+    duplicates: int = 0  # sampled again after the study had them: told, not trained
+    budget_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,17 +215,23 @@ def open_study(
     study_name: str | None = None,
     retry_failed: bool = False,
     repeats: int = 1,
+    strategy: Strategy | None = None,
+    sampler_seed: int | None = None,
 ) -> StudyHandle:
     """Create or load the study, fail stale trials and enqueue the points left to train (locked).
 
     Every worker calls this; it is idempotent, so any number of them can start at once. A named
-    study that holds another grid or other training settings is refused rather than mixed.
+    study that holds another grid, other training settings or another strategy (sampler,
+    halving, limits) is refused rather than mixed. ``sampler_seed``: this worker's seed for the
+    strategy's sampler (workers of one study need different ones).
     """
     import optuna
 
+    strategy = strategy or Strategy()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or default_storage_url(run_dir)
-    name = study_name or default_study_name(grid_name, points, config)
+    name = study_name or default_study_name(grid_name, points, config) + strategy.name_suffix()
+    sampler = make_sampler(strategy if sampler_seed is None else dataclasses.replace(strategy, seed=sampler_seed))
     storage = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     grid_hash = hashlib.sha1(json.dumps([p.params() for p in points]).encode()).hexdigest()[:8]
@@ -203,16 +241,17 @@ def open_study(
             storage=storage,
             directions=[d for _, d in OBJECTIVES],
             load_if_exists=True,
+            sampler=sampler,
         )
         theirs = study.user_attrs
-        if (theirs.get("grid_hash", grid_hash), theirs.get("config_hash", config.fingerprint())) != (
-            grid_hash, config.fingerprint()
-        ):
+        mine = strategy.fingerprint()
+        if (theirs.get("grid_hash", grid_hash), theirs.get("config_hash", config.fingerprint()),
+                theirs.get("strategy", mine)) != (grid_hash, config.fingerprint(), mine):
             raise BcParetoError(
                 f"study {name!r} on {redact(url)} was started with another grid "
-                f"({theirs.get('grid', '?')}, {theirs.get('grid_size', '?')} points) or other "
-                "training settings; every worker of a study needs the same sheet and preset "
-                "(or pass another --study)"
+                f"({theirs.get('grid', '?')}, {theirs.get('grid_size', '?')} points), other "
+                "training settings or another sampler, halving or limits; every worker of a study "
+                "needs the same sheet, preset and search options (or pass another --study)"
             )
         study.set_metric_names([c for c, _ in OBJECTIVES])
         study.set_user_attr("config", config.to_dict())
@@ -221,8 +260,18 @@ def open_study(
         study.set_user_attr("grid_hash", grid_hash)
         study.set_user_attr("config_hash", config.fingerprint())
         study.set_user_attr("repeats", max(repeats, int(theirs.get("repeats", 1))))
+        if "strategy" not in theirs:
+            study.set_user_attr("strategy", strategy.fingerprint())
+        if strategy.sampled:
+            study.set_user_attr("sampler", strategy.sampler)
+            if strategy.n_trials is not None:
+                study.set_user_attr("n_trials", max(strategy.n_trials, int(theirs.get("n_trials", 0))))
         optuna.storages.fail_stale_trials(study)
-        sync_grid(study, points, repeats=repeats, retry_failed=retry_failed)
+        if not strategy.sampled or strategy.warm_start:
+            sync_grid(study, points, repeats=repeats if not strategy.sampled else 1,
+                      retry_failed=retry_failed, strategy=strategy)
+        else:
+            sync_grid(study, [], retry_failed=retry_failed, strategy=strategy)
     return StudyHandle(study=study, storage=storage, url=url)
 
 
@@ -239,20 +288,26 @@ def run_search(
     repeats: int = 1,
     on_bad_image: str = "skip",
     estimate: bool = True,
+    strategy: Strategy | None = None,
+    worker_index: int = 0,
     echo: Callable[[str], None] = print,
 ) -> SearchSummary:
-    """Train grid points of the study until none is waiting or running; keep metrics_log.csv in step.
+    """Train models of the study until none is waiting or running; keep metrics_log.csv in step.
 
-    A worker that finds nothing to claim while other workers' trials run does not leave: it
-    polls (every heartbeat interval) until those finish, or go stale and come back to the queue,
-    so a point whose worker was killed is still trained in this run. ``estimate``: measure and
-    print the time estimate (off for the workers of ``--workers N``).
+    The grid trains the sheet's points; a sampler (``strategy``) asks Optuna for the next model
+    whenever nothing is queued, until ``n_trials`` models are in the study or this worker's
+    ``budget_minutes`` are spent. A worker that finds nothing to claim while other workers'
+    trials run does not leave: it polls (every heartbeat interval) until those finish, or go
+    stale and come back to the queue, so a point whose worker was killed is still trained in
+    this run. ``estimate``: measure and print the time estimate (off for the workers of
+    ``--workers N``); ``worker_index`` varies the sampler's seed between workers.
     """
     import optuna
 
     from .data import load_data_for
     from .trial import train_and_evaluate
 
+    strategy = strategy or Strategy()
     started = time.perf_counter()
     check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
                         storage_url=storage_url)  # a bad storage URL or data dir fails fast
@@ -261,7 +316,7 @@ def run_search(
     echo(f"Device: {import_tensorflow()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
-    sizes = sorted({config.at(p).image_size for p in points}, key=lambda s: s != config.image_size)
+    sizes = sorted(_image_sizes(points, config, strategy), key=lambda s: s != config.image_size)
     by_size = {}
     for size in sizes:
         by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
@@ -275,38 +330,61 @@ def run_search(
         echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
     handle = open_study(
         points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
-        study_name=study_name, retry_failed=retry_failed, repeats=repeats,
+        study_name=study_name, retry_failed=retry_failed, repeats=repeats, strategy=strategy,
+        sampler_seed=strategy.seed + 1000 * worker_index,
     )
     study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
 
     summary = SearchSummary(study_name=name, storage=redact(url))
     echo(f"Study {name!r} on {redact(url)}")
+    if strategy != Strategy():
+        echo(f"  {strategy.describe()}")
 
     by_id = {p.grid_id: p for p in points}
-    todo = [(by_id[g], r) for g, r in _remaining(study)]
+    todo = [(by_id[g], r) for g, r in _remaining(study) if g in by_id]
     running = _running(study)
     n_repeats = int(study.user_attrs.get("repeats", 1))
     total = len(points) * n_repeats
-    noun = "grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} repeats)"
-    echo(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
-         + (f", {len(running)} running in other workers" if running else ""))
+    if strategy.sampled:
+        total = int(study.user_attrs.get("n_trials", 0)) or len(_units(study))
+        echo(f"  {len(_units(study))} model(s) in the study ({len(completed_rows(study))} completed)"
+             + (f", up to {total} sampled in all" if strategy.n_trials else "")
+             + (f", {len(running)} running in other workers" if running else ""))
+    else:
+        noun = "grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} repeats)"
+        echo(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
+             + (f", {len(running)} running in other workers" if running else ""))
     progress = Progress(
         todo, config=config, n_train=len(data.train), n_eval=len(data.val) + len(data.test), echo=echo,
     )
-    if todo and estimate:
+    if todo and estimate and not strategy.sampled:
         step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
         if step_seconds is not None:
             progress.announce(step_seconds)
 
     artefacts = study_dir(run_dir, name)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = started + strategy.budget_minutes * 60 if strategy.budget_minutes is not None else None
+    first_sampled_id = max(by_id, default=-1) + 1  # sampled models' ids follow the sheet's
     pause_point("queued")
     waiting_for: list[tuple[int, int]] = []
     while True:
         interrupts.check()  # an interrupt swallowed by a finalizer stops here, before a claim
+        if deadline is not None and time.perf_counter() >= deadline:
+            echo(f"  budget of {strategy.budget_minutes:g} min spent: no new model started "
+                 "(the same command with a larger --budget-minutes continues the study)")
+            summary.budget_spent = True
+            break
         with storage_lock(storage, url, name):
             optuna.storages.fail_stale_trials(study)
             claimed = claim_next(study, storage)
+            if claimed is None and strategy.sampled and _may_sample(study, strategy):
+                study.enqueue_trial({}, user_attrs={"repeat": 0, "sampled": strategy.sampler},
+                                    skip_if_exists=False)
+                claimed = claim_next(study, storage)
+            if claimed is not None:  # what this trial trains, fixed before the lock is let go
+                point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
+                                first_sampled_id=first_sampled_id)
         if claimed is None:
             running = _running(study)
             if not running:
@@ -321,22 +399,46 @@ def run_search(
         waiting_for = []
         trial, trial_id = claimed
         trial.set_user_attr("worker", worker)
-        point = by_id[int(trial.suggest_categorical("grid_id", [p.grid_id for p in points]))]
         repeat = int(trial.user_attrs.get("repeat", 0))
         label = unit_label(point.grid_id, repeat)
+        same = _same_architecture(study, trial, point)
+        if same is not None:  # a sampler proposed a model the study already has: no training
+            echo(f"  {label}: the same model as trial {same.number} ({point.describe()}); "
+                 "its result is told again, nothing trained")
+            _tell_duplicate(study, trial, same)
+            summary.duplicates += 1
+            continue
         try:  # every step of this point: whatever fails is this point's failure, with its reason
             retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
             if retry_of is not None:
                 echo(f"  {label}: retrying trial {retry_of}, whose worker stopped")
-            if estimate:
+            if strategy.sampled:
+                echo(f"[{len(_units(study))}/{total or '?'}] {label} (trial {trial.number}"
+                     f"{', ' + strategy.sampler if 'sampled' in trial.user_attrs else ', grid'}): "
+                     f"{point.describe()} | elapsed {clock(time.perf_counter() - started)}"
+                     + (f" | budget left {clock(deadline - time.perf_counter())}" if deadline else ""))
+            elif estimate:
                 progress.start(point, repeat)
             else:  # one of several workers: its own count would mislead, the study's does not
                 echo(f"{label}: {point.describe()} (trial {trial.number}; "
                      f"{len(completed_rows(study))}/{total} completed in the study)")
+            infeasible = None
+            if strategy.limits.any():
+                infeasible = check_limits(point, config=config, limits=strategy.limits,
+                                          images=by_size[config.at(point).image_size].train.images, trial=trial)
+            if infeasible is not None:
+                _tell_pruned(study, storage, trial, trial_id, row=infeasible)
+                summary.infeasible += 1
+                echo(f"  {label}: infeasible, not trained ({infeasible['stop_reason']})")
+                pause_point("csv")
+                update_metrics_csv(study, run_dir)
+                continue
+            judge = make_judge(study, trial, strategy=strategy, epochs=config.epochs,
+                               label=label, echo=echo) if strategy.halving else None
             with _Heartbeat(storage, trial_id):
                 result = train_and_evaluate(
                     point, config=config, data=by_size[config.at(point).image_size], model_dir=artefacts,
-                    repeat=repeat,
+                    repeat=repeat, judge=judge,
                 )
         except KeyboardInterrupt:
             _tell_failed(study, trial, "interrupted")
@@ -349,11 +451,25 @@ def run_search(
             echo(f"  FAILED {label}: {reason.splitlines()[0][:300]}")
             progress.finish(point, repeat, seconds=None)
             continue
+        if result.model_path is None and "stopped_at_epoch" in result.row:  # successive halving
+            row = {**result.row, "status": "stopped"}
+            if _tell_pruned(study, storage, trial, trial_id, row=row, curve=result.curve):
+                summary.stopped += 1
+                summary.trained_here += 1
+                echo(f"  {label} stopped after epoch {row['stopped_at_epoch']} "
+                     f"({row['train_seconds']:.0f} s of training): {row['stop_reason']}")
+            pause_point("csv")
+            update_metrics_csv(study, run_dir)
+            progress.finish(point, repeat, seconds=result.row["wall_seconds"])
+            continue
         save_record(artefacts, point.grid_id, repeat=repeat, record={
             "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
             "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),
+            "curve": result.curve,
         })
-        if not _tell_completed(study, storage, trial, trial_id, row=result.row):
+        if strategy.limits.any():
+            _set_constraints(trial, strategy.limits, result.row)
+        if not _tell_completed(study, storage, trial, trial_id, row=result.row, curve=result.curve):
             echo(f"  {label}: trial {trial.number} was taken as dead meanwhile "
                  "(heartbeats late) and queued again; this result is not counted")
             continue
@@ -375,6 +491,178 @@ def run_search(
     return summary
 
 
+def _image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> set[int]:
+    """Every input side the search may train: the sheet's, and the space's when a sampler draws."""
+    sizes = {config.at(p).image_size for p in points} if not strategy.sampled or strategy.warm_start else set()
+    if strategy.sampled and strategy.space is not None:
+        spec = strategy.space.distributions().get("image_size")
+        if spec is None:
+            sizes.add(config.image_size)
+        elif spec[0] == "categorical":
+            sizes |= {int(v) for v in spec[1]}
+        else:
+            raise BcParetoError("a sampled image_size takes a list of choices (e.g. [48, 64]), not a "
+                                "range: each size is decoded once before the search")
+    return sizes or {config.image_size}
+
+
+def _units(study: optuna.Study) -> set[tuple[int, int]]:
+    return {u for u in map(unit_of, study.get_trials(deepcopy=False)) if u is not None}
+
+
+def _may_sample(study: optuna.Study, strategy: Strategy) -> bool:
+    """Whether the study has room for one more sampled model (``n_trials`` counts every model)."""
+    if strategy.n_trials is None:
+        return True
+    unassigned = [t for t in study.get_trials(deepcopy=False) if unit_of(t) is None]
+    return len(_units(study)) + len(unassigned) < strategy.n_trials
+
+
+def _assign(
+    trial: optuna.Trial, *, by_id: dict[int, GridPoint], strategy: Strategy, config: TrainConfig,
+    first_sampled_id: int,
+) -> GridPoint:
+    """The model this claimed trial trains: its queued grid point, or the sampler's draw."""
+    stale = [k for k, v in trial.user_attrs.items() if k.startswith("rung_") and v is not None]
+    for key in stale:  # a retry copies its failed trial's attrs: its rungs are judged afresh
+        trial.set_user_attr(key, None)
+    gid = trial.user_attrs.get("grid_id")
+    if not strategy.sampled:
+        point = by_id[int(trial.suggest_categorical("grid_id", sorted(by_id)))]
+    elif gid is not None and int(gid) in by_id:  # the warm start's grid point
+        point = by_id[int(gid)]
+        if trial.system_attrs.get("fixed_params") or trial.params:  # queued with the space's values
+            for name, distribution in distributions(strategy.space).items():
+                _suggest(trial, name, distribution)
+    else:
+        values = {name: _suggest(trial, name, distribution)
+                  for name, distribution in distributions(strategy.space).items()}
+        point = strategy.space.point(values, grid_id=int(gid) if gid is not None else first_sampled_id + trial.number)
+    if gid is None:
+        trial.set_user_attr("grid_id", point.grid_id)
+        for key, value in point.params().items():
+            trial.set_user_attr(key, value)
+    trial.set_user_attr("architecture", architecture(point, default_size=config.image_size))
+    return point
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
+    """``trial.suggest_*`` for one Optuna distribution (a queued value is returned as queued)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+def _same_architecture(
+    study: optuna.Study, trial: optuna.Trial, point: GridPoint,
+) -> optuna.trial.FrozenTrial | None:
+    """A finished trial (completed, stopped or infeasible) of the same model, if the study has one."""
+    from optuna.trial import TrialState
+
+    mine = trial.user_attrs.get("architecture")
+    repeat = trial.user_attrs.get("repeat", 0)
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if (other.number != trial.number and other.user_attrs.get("architecture") == mine
+                and other.user_attrs.get("repeat", 0) == repeat):
+            return other
+    return None
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> None:
+    """Tell the sampler what the earlier trial of this model found (no row: the CSV has it once)."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("duplicate_of", same.number)
+    for key, value in same.system_attrs.items():  # Optuna keeps constraints as 'constraints:<name>'
+        if key.startswith("constraints:"):
+            trial.set_constraint(key.removeprefix("constraints:"), value)
+    if same.state == TrialState.COMPLETE:
+        study.tell(trial, same.values)
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+
+
+def check_limits(
+    point: GridPoint, *, config: TrainConfig, limits: Limits, images: Any, trial: optuna.Trial,
+) -> dict[str, Any] | None:
+    """Measure what the limits bound before training; None if within them, else the row to record.
+
+    Multiply-adds come from the architecture; the int8 file's size and its latency do not
+    depend on the weights' values, so they are measured on the untrained model (converted as
+    after training, calibrated on a few TRAIN images). Every measure is also given to the
+    sampler as a constraint (Optuna: feasible when <= 0).
+    """
+    at = config.at(point)
+    measures: dict[str, Any] = {"macs": cost(point, image_size=at.image_size, channels=at.channels,
+                                             padding=at.padding).macs}
+    if limits.needs_tflite():
+        import keras
+
+        from .edge import convert, measure_latency
+        from .model import build_model
+
+        model = build_model(point, config=at)
+        flatbuffer = convert(model, precision="int8", representative_images=images[:16],
+                             strip_names=at.strip_tflite_names)
+        measures["tflite_int8_mb"] = len(flatbuffer) / 2**20
+        if limits.max_latency_ms is not None:
+            measures["latency_ms"] = measure_latency(flatbuffer, runs=at.latency_runs)["latency_ms"]
+        keras.backend.clear_session()
+    violations = limits.violations(measures)
+    for key, value in violations.items():
+        trial.set_constraint(key, value)
+    if not any(v > 0 for v in violations.values()):
+        return None
+    return {**point.params(), "repeat": trial.user_attrs.get("repeat", 0), **measures,
+            "image_size": at.image_size, "preset": at.name, "status": "infeasible",
+            "stop_reason": limits.describe(violations), "train_seconds": 0.0}
+
+
+def _set_constraints(trial: optuna.Trial, limits: Limits, row: dict[str, Any]) -> None:
+    """The trained model's own measures as its constraints (they replace the untrained ones)."""
+    for key, value in limits.violations(row).items():
+        trial.set_constraint(key, value)
+
+
+def make_judge(
+    study: optuna.Study, trial: optuna.Trial, *, strategy: Strategy, epochs: int, label: str,
+    echo: Callable[[str], None],
+) -> Callable[[int, float, float], str | None]:
+    """train_and_evaluate's ``judge``: at each rung, record this trial's result in the storage
+    and compare it with every result recorded there at that rung (any worker's; halving.py)."""
+    from optuna.trial import TrialState
+
+    from .halving import RungResult, decide, rungs
+
+    assert strategy.eta is not None
+    judged = set(rungs(strategy.min_epochs, epochs, strategy.eta))
+
+    def judge(epoch: int, val_accuracy: float, size_mb: float) -> str | None:
+        if epoch not in judged:
+            return None
+        key = f"rung_{epoch}"
+        trial.set_user_attr(key, [val_accuracy, size_mb])
+        results = [
+            RungResult(t.number, *t.user_attrs[key])
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                               TrialState.RUNNING))
+            if t.user_attrs.get(key) is not None and "duplicate_of" not in t.user_attrs
+        ]
+        if trial.number not in {r.key for r in results}:
+            results.append(RungResult(trial.number, val_accuracy, size_mb))
+        decision = decide(results, trial.number, eta=strategy.eta, epoch=epoch)
+        trial.set_user_attr(f"{key}_decision", f"{decision.action}: {decision.reason}")
+        echo(f"  {label} epoch {epoch}: val_accuracy {val_accuracy:.3f}, {decision.action} "
+             f"({decision.reason})")
+        return None if decision.proceed else decision.reason
+
+    return judge
+
+
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     import optuna
 
@@ -383,9 +671,30 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
+def _tell_pruned(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, trial_id: int,
+    *, row: dict[str, Any], curve: dict[str, list[float]] | None = None,
+) -> bool:
+    """Record a model stopped by halving or found infeasible: PRUNED, never retried, its row kept."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return False
+    try:
+        trial.set_user_attr("row", row)
+        trial.set_user_attr("stop_reason", row.get("stop_reason", ""))
+        if curve is not None:
+            trial.set_user_attr("curve", curve)
+        study.tell(trial, state=TrialState.PRUNED)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
+
+
 def _tell_completed(
     study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, trial_id: int,
-    *, row: dict[str, Any],
+    *, row: dict[str, Any], curve: dict[str, list[float]] | None = None,
 ) -> bool:
     """Record the result; False if the trial was failed as stale meanwhile (its retry counts)."""
     import optuna
@@ -395,6 +704,8 @@ def _tell_completed(
         return False
     try:
         trial.set_user_attr("row", row)
+        if curve is not None:
+            trial.set_user_attr("curve", curve)
         study.tell(trial, [row[c] for c, _ in OBJECTIVES])
     except optuna.exceptions.UpdateFinishedTrialError:
         return False

@@ -34,6 +34,8 @@ class TrialResult:
     confusion: list[list[int]]  # TEST confusion matrix, rows = true class (CLASSES order)
     model_path: Path | None
     edge_protocol: dict[str, Any] | None = None  # how the TFLite figures were measured
+    # per epoch: validation accuracy and training seconds (fit only, validation pass included)
+    curve: dict[str, list[float]] | None = None
 
 
 def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
@@ -100,12 +102,17 @@ def train_and_evaluate(
     model_dir: Path | None = None,
     repeat: int = 0,
     verbose: int = 2,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    judge: Callable[[int, float, float], str | None] | None = None,
 ) -> TrialResult:
     """Train one grid point on data.train, validate on data.val, report on data.test.
 
     ``repeat`` r > 0 trains the same point again with another seed (``--repeats``): the spread
-    between repeats is the run-to-run noise of its figures."""
+    between repeats is the run-to-run noise of its figures.
+
+    ``judge(epoch, val_accuracy, size_mb)``, called after every epoch (counted from 1), may stop
+    the training by returning the reason (successive halving). A stopped model is neither
+    tested nor converted nor saved: its row has the figures of its last epoch,
+    ``stopped_at_epoch`` and ``stop_reason``; its result has ``model_path`` None."""
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -144,8 +151,17 @@ def train_and_evaluate(
         # pause point lets a test signal the search in the middle of fit
         keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: _batch_end(batch)),
     ]
-    if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, logs)))
+    curve = _Curve()
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=curve.begin, on_epoch_end=curve.end))
+    stopped: list[tuple[int, str]] = []
+    if judge is not None:
+        def on_epoch_end(epoch: int, logs: Any = None) -> None:
+            reason = judge(epoch + 1, float((logs or {}).get("val_accuracy", math.nan)), size_mb)
+            if reason:
+                stopped.append((epoch + 1, reason))
+                model.stop_training = True
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
     pause_point("train")
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
@@ -159,6 +175,20 @@ def train_and_evaluate(
             f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
             "try a lower learning_rate"
         )
+
+    common = {**point.params(), "repeat": repeat, "seed": seed, "n_params": measures.n_params,
+              "float32_mb": measures.float32_mb, "macs": measures.macs}
+    if stopped:
+        keras.backend.clear_session()
+        return TrialResult(row={
+            "train_loss": last["loss"], "train_accuracy": last["accuracy"], "val_loss": last["val_loss"],
+            "val_accuracy": last["val_accuracy"], "model_size(MB)": size_mb, **common,
+            "val_split": data.val_source, "n_train": len(train), "n_val": len(val),
+            "epochs": len(history["loss"]), "image_size": config.image_size, "preset": config.name,
+            "stopped_at_epoch": stopped[0][0], "stop_reason": stopped[0][1],
+            "train_seconds": round(sum(curve.seconds), 2),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        }, confusion=[], model_path=None, curve=curve.as_dict())
 
     # evaluate on held-out TEST (and per class), from the trained model
     test = _evaluate(model, data.test, batch_size=max(config.batch_size, 64))
@@ -189,12 +219,7 @@ def train_and_evaluate(
         "val_loss": last["val_loss"],
         "val_accuracy": last["val_accuracy"],
         "model_size(MB)": size_mb,
-        **point.params(),
-        "repeat": repeat,
-        "seed": seed,
-        "n_params": measures.n_params,
-        "float32_mb": measures.float32_mb,
-        "macs": measures.macs,
+        **common,
         "test_accuracy": test["accuracy"],
         "test_balanced_accuracy": test["balanced_accuracy"],
         **{f"test_recall_{c.lower()}": r for c, r in zip(CLASSES, test["recall"])},
@@ -212,13 +237,33 @@ def train_and_evaluate(
         **({"teacher": config.teacher.label, "distill_weight": config.distill_weight,
             "distill_temperature": config.distill_temperature} if config.teacher is not None else {}),
         **(edge.metrics if edge is not None else {}),
+        "train_seconds": round(sum(curve.seconds), 2),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     keras.backend.clear_session()
     return TrialResult(
         row=row, confusion=test["confusion"], model_path=model_path,
-        edge_protocol=edge.protocol if edge is not None else None,
+        edge_protocol=edge.protocol if edge is not None else None, curve=curve.as_dict(),
     )
+
+
+class _Curve:
+    """Validation accuracy and seconds of every epoch (the learning curve a halving judges)."""
+
+    def __init__(self) -> None:
+        self.val_accuracy: list[float] = []
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def begin(self, epoch: int, logs: Any = None) -> None:
+        self._start = time.perf_counter()
+
+    def end(self, epoch: int, logs: Any = None) -> None:
+        self.seconds.append(round(time.perf_counter() - self._start, 3))
+        self.val_accuracy.append(float((logs or {}).get("val_accuracy", math.nan)))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {"val_accuracy": list(self.val_accuracy), "seconds": list(self.seconds)}
 
 
 def _batch_end(batch: int) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -142,7 +142,8 @@ class WorkersOutcome:
 def search_in_workers(
     points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
     data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
-    retry_failed: bool, repeats: int = 1, on_bad_image: str = "skip", echo: Callable[[str], None] = print,
+    retry_failed: bool, repeats: int = 1, on_bad_image: str = "skip", strategy: Any = None,
+    echo: Callable[[str], None] = print,
 ) -> WorkersOutcome:
     """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
 
@@ -167,7 +168,7 @@ def search_in_workers(
     del data
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
-                        repeats=repeats)
+                        repeats=repeats, strategy=strategy)
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     pause_point("queued")
     exits, interrupted = run_workers(

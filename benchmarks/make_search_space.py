@@ -1,0 +1,74 @@
+"""Write configs/search_space.xlsx: a 64-point architecture space, as a grid sheet and a space sheet.
+
+The `space` sheet gives six parameters two values each (2**6 = 64 architectures); the `grid`
+sheet lists all 64, in the order of itertools.product over the space rows, so grid id i is the
+i-th assignment. Trained once with every epoch's validation accuracy and seconds logged, the grid
+is the reference table that benchmarks/bench_search.py replays samplers and halving against
+(NAS-Bench style: every point a sampler can propose has a recorded learning curve).
+
+    python benchmarks/make_search_space.py
+    bcpareto search configs/search_space.xlsx --config searchref --run-dir runs/searchref
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import openpyxl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bcpareto.space import read_space  # noqa: E402
+
+OUT = ROOT / "configs" / "search_space.xlsx"
+# name, choices (the order of itertools.product: the last row varies fastest)
+SPACE = [
+    ("block", "[conv, separable]"),
+    ("conv_blocks", "[3, 4]"),
+    ("base_filters", "[8, 16]"),
+    ("growth", "[1.5, 2]"),
+    ("kernel", "[3, 5]"),
+    ("dense_layers", "[0, 1]"),
+]
+FIXED = [("dense_units", 32, 32)]  # a fixed range: every dense layer has 32 units
+GRID_HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes", "block"]
+
+
+def choices(text: str) -> list[object]:
+    return [int(v) if v.strip().isdigit() else (float(v) if "." in v else v.strip())
+            for v in text.strip("[]").split(",")]
+
+
+def main() -> None:
+    workbook = openpyxl.Workbook()
+    grid = workbook.active
+    grid.title = "grid"
+    grid.append(GRID_HEADER)
+    space = workbook.create_sheet("space")
+    space.append(["name", "low", "high", "log", "choices", "note"])
+    for name, values in SPACE:
+        space.append([name, None, None, None, values, None])
+    for name, low, high in FIXED:
+        space.append([name, low, high, None, None, "fixed"])
+    workbook.save(OUT)  # the space sheet first: read it back to build the grid from it
+
+    parsed = read_space(OUT)
+    names = [name for name, _ in SPACE]
+    for grid_id, values in enumerate(itertools.product(*(choices(v) for _, v in SPACE))):
+        point = parsed.point(dict(zip(names, values)), grid_id=grid_id)
+        grid.append([
+            f"[{point.dense_layers}]", f"[{list(point.neurons)}]", f"[{list(point.filters)}]",
+            f"{list(point.kernel_sizes)}", point.block,
+        ])
+    for column, width in zip("ABCDEF", (13, 12, 22, 16, 11, 8)):
+        grid.column_dimensions[column].width = width
+        space.column_dimensions[column].width = width + 4
+    workbook.save(OUT)
+    print(f"wrote {OUT}: {grid.max_row - 1} grid rows, {space.max_row - 1} space rows")
+
+
+if __name__ == "__main__":
+    main()
