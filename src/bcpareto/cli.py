@@ -588,6 +588,50 @@ def export_command(
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
 
 @cli.command()
+@click.argument("grid_id", metavar="GRID_ID", type=click.IntRange(min=0))
+@click.option("--epochs", type=click.IntRange(min=1), required=True, help="Epochs of further training.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate of the fresh schedule [default: the model's preset's].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The data set the model was trained on [default: $BCPARETO_DATA, else data/blood-cells].")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The search's run directory.")
+@click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
+              help="The search's storage URL [default: bcpareto.db in --run-dir].")
+@_study_option("Study of GRID_ID, needed only when several studies in --run-dir have it.")
+@click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which run of the point (with --repeats).")
+def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Path | None, run_dir: Path,
+           storage: str | None, study_name: str | None, repeat: int) -> None:
+    """Train model GRID_ID further from its saved file and record it as a new model.
+
+    A fresh optimizer and learning-rate schedule over --epochs (the preset's, with its cosine
+    decay), the same TRAIN/validation split, then the same measures as any model: TEST, TFLite
+    sizes, int8 TEST accuracy, latency. The new row gets the next free grid id of the study and
+    names its parent (parent_grid_id); `bcpareto plot` and `export` take it like any other.
+    """
+    from .dataset import default_data_dir
+    from .quiet import import_tensorflow
+    from .refine import refine as refine_model
+    from .runs import find_trial
+    from .search import check_data_dir
+
+    with _errors():
+        find_trial(run_dir, grid_id, study=study_name, repeat=repeat)  # a bad id: before TF starts
+        check_data_dir(data_dir or default_data_dir())
+        click.echo(f"Device: {import_tensorflow()}")
+        done = refine_model(run_dir, grid_id, epochs=epochs, data_dir=data_dir or default_data_dir(),
+                            study=study_name, repeat=repeat, learning_rate=learning_rate,
+                            storage_url=storage, echo=click.echo)
+    row = done.row
+    click.echo(f"Done: grid point {done.grid_id} (refined from {grid_id}, {row['epochs']} epochs in all): "
+               f"val_accuracy {row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}"
+               + (f", int8 TEST {row['int8_test_accuracy']:.3f}, int8 {row['tflite_int8_mb']:.4f} MB"
+                  if "int8_test_accuracy" in row else "")
+               + f"; in study '{done.study}' and {run_dir / 'metrics_log.csv'}")
+
+
+@cli.command()
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where `bcpareto search` put its bcpareto.db.")
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
@@ -614,13 +658,16 @@ def status(run_dir: Path, storage: str | None, study_name: str | None, as_json: 
     if not studies:
         click.echo("  no studies yet")
     for s in studies:
-        click.echo(f"Study '{s.name}'" + (f" ({s.grid})" if s.grid else "") + f": {s.grid_size} grid "
-                   f"points: {s.completed} completed, {len(s.running)} running, {len(s.failed)} "
-                   f"failed, {s.waiting} waiting; {s.remaining} remaining")
-        for line in s.running:
-            click.echo(f"  running  {line}")
-        for line in s.failed:
-            click.echo(f"  failed   {line}")
+        noun = "grid points" if s.sampler == "grid" else f"models sampled by {s.sampler}"
+        extra = "".join(f", {len(v)} {k}" for k, v in (("stopped", s.stopped), ("infeasible", s.infeasible)) if v)
+        extra += f", {s.duplicates} duplicate(s) not trained" if s.duplicates else ""
+        click.echo(f"Study '{s.name}'" + (f" ({s.grid})" if s.grid else "") + f": {s.grid_size} {noun}: "
+                   f"{s.completed} completed, {len(s.running)} running, {len(s.failed)} "
+                   f"failed{extra}, {s.waiting} waiting; {s.remaining} remaining")
+        for label, lines in (("running", s.running), ("failed", s.failed), ("stopped", s.stopped),
+                             ("infeasible", s.infeasible)):
+            for line in lines:
+                click.echo(f"  {label:<8} {line}")
         if s.retried:
             click.echo(f"  {s.retried} earlier attempt(s) failed and were queued again "
                        "(worker killed or interrupted)")

@@ -537,13 +537,28 @@ def _assign(
     else:
         values = {name: _suggest(trial, name, distribution)
                   for name, distribution in distributions(strategy.space).items()}
-        point = strategy.space.point(values, grid_id=int(gid) if gid is not None else first_sampled_id + trial.number)
+        new_id = int(gid) if gid is not None else next_free_id(trial.study, first=first_sampled_id)
+        point = strategy.space.point(values, grid_id=new_id)
     if gid is None:
         trial.set_user_attr("grid_id", point.grid_id)
         for key, value in point.params().items():
             trial.set_user_attr(key, value)
     trial.set_user_attr("architecture", architecture(point, default_size=config.image_size))
     return point
+
+
+def next_free_id(study: optuna.Study, *, first: int = 0) -> int:
+    """A grid id no model of the study has or has reserved (call under the study's lock)."""
+    ids = [i for i in map(grid_id_of, study.get_trials(deepcopy=False)) if i is not None]
+    ids += [int(i) for i in study.user_attrs.get("reserved_grid_ids", [])]
+    return max([first - 1, *ids]) + 1
+
+
+def reserve_id(study: optuna.Study, *, first: int = 0) -> int:
+    """next_free_id, kept for a model whose trial is added later (refine); under the lock."""
+    new_id = next_free_id(study, first=first)
+    study.set_user_attr("reserved_grid_ids", [*study.user_attrs.get("reserved_grid_ids", []), new_id])
+    return new_id
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:

@@ -103,6 +103,7 @@ def train_and_evaluate(
     repeat: int = 0,
     verbose: int = 2,
     judge: Callable[[int, float, float], str | None] | None = None,
+    initial_model: Any = None,
 ) -> TrialResult:
     """Train one grid point on data.train, validate on data.val, report on data.test.
 
@@ -112,7 +113,10 @@ def train_and_evaluate(
     ``judge(epoch, val_accuracy, size_mb)``, called after every epoch (counted from 1), may stop
     the training by returning the reason (successive halving). A stopped model is neither
     tested nor converted nor saved: its row has the figures of its last epoch,
-    ``stopped_at_epoch`` and ``stop_reason``; its result has ``model_path`` None."""
+    ``stopped_at_epoch`` and ``stop_reason``; its result has ``model_path`` None.
+
+    ``initial_model``: train this (already trained) Keras model of the point further instead of a
+    new one, with a fresh optimizer and schedule over ``config.epochs`` (``bcpareto refine``)."""
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -140,7 +144,7 @@ def train_and_evaluate(
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
 
     # model: measured the earlier way, as .h5 right after compile
-    model = build_model(point, config=config)
+    model = build_model(point, config=config) if initial_model is None else initial_model
     compile_model(model, config, steps_per_epoch=steps_per_epoch)
     size_mb = h5_size_mb(model)
 
