@@ -1,0 +1,381 @@
+"""Beyond the grid: samplers over the space sheet, device limits, successive halving, refine.
+
+The option checks and the halving bookkeeping run without training (in-memory Optuna studies);
+the searches train real Keras models on a few real images at 32 px for one or two epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bcpareto.cli import cli
+from bcpareto.gridspec import GridPoint
+from bcpareto.space import read_space
+from bcpareto.strategy import Limits, Strategy, encode
+
+from .conftest import BLOOD_CELLS, TINY_GRID, needs_data, write_sheet
+from .test_space import write_workbook
+
+train = pytest.mark.train
+FAST = """\
+image_size = 32
+epochs = 1
+batch_size = 8
+edge_metrics = false
+"""
+# Small nets that build at 32 px: 1-2 blocks of 4 or 8 filters, conv or separable.
+SPACE = [
+    ["name", "low", "high", "log", "choices"],
+    ["conv_blocks", 1, 2],
+    ["base_filters", None, None, None, "[4, 8]"],
+    ["kernel", None, None, None, "[3]"],
+    ["dense_layers", None, None, None, "[0]"],
+    ["block", None, None, None, "[conv, separable]"],
+]
+
+
+def _preset(tmp_path: Path, text: str = FAST) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text(text)
+    return path
+
+
+def _search(tmp_path: Path, sheet: Path, *args: str, preset: str | None = None) -> Any:
+    return CliRunner().invoke(cli, [
+        "search", str(sheet), "--config", preset or str(_preset(tmp_path)), "--limit-per-class", "3",
+        "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run"), *args,
+    ])
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics_log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _study(run_dir: Path) -> Any:
+    import optuna
+
+    storage = f"sqlite:///{run_dir / 'bcpareto.db'}"
+    [name] = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# --- options checked before anything is created ------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--sampler", "tpe", "--n-trials", "3"], ["tiny.xlsx", "'space'", "--sampler grid"]),
+    (["--n-trials", "3"], ["--n-trials", "--sampler random|tpe"]),
+    (["--warm-start"], ["--warm-start"]),
+    (["--fidelity", "epochs", "--min-epochs", "5", "--epochs", "3"], ["--min-epochs (5)", "--epochs 3"]),
+    (["--fidelity", "epochs", "--min-epochs", "3", "--epochs", "3"], ["judges at no epoch", "below --epochs 3"]),
+])
+def test_search_options_that_cannot_work_exit_2_and_create_nothing(
+    tmp_path: Path, tiny_grid: Path, args: list[str], fragments: list[str],
+) -> None:
+    result = CliRunner().invoke(cli, ["search", str(tiny_grid), "--data-dir", str(tmp_path),
+                                      "--run-dir", str(tmp_path / "run"), *args])
+    assert result.exit_code == 2, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sampler_needs_a_trial_count_or_a_budget(tmp_path: Path) -> None:
+    sheet = write_workbook(tmp_path / "s.xlsx", SPACE)
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "random", "--run-dir",
+                                      str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--n-trials N or --budget-minutes M" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_broken_space_cell_exits_2_naming_the_cell_and_creates_nothing(tmp_path: Path) -> None:
+    rows = [list(r) for r in SPACE]
+    rows[2] = ["base_filters", None, None, None, "[4, eight]"]  # row 3, column E
+    sheet = write_workbook(tmp_path / "s.xlsx", rows)
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "tpe", "--n-trials", "2",
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "s.xlsx" in result.output and "E3" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed: gp can run")
+def test_gp_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    sheet = write_workbook(tmp_path / "s.xlsx", SPACE)
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "gp", "--n-trials", "2",
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "pip install 'bcpareto[gp]'" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_study_names_keep_the_grid_s_and_separate_strategies() -> None:
+    assert Strategy().name_suffix() == ""  # grid studies keep the names they had
+    space = None
+    tpe = Strategy(sampler="tpe", space=space, n_trials=10)
+    assert tpe.name_suffix().startswith("-tpe-")
+    assert tpe.name_suffix() == Strategy(sampler="tpe", n_trials=99, seed=7).name_suffix()  # same study, more trials
+    assert tpe.name_suffix() != Strategy(sampler="random", n_trials=10).name_suffix()
+    assert Strategy(eta=3).name_suffix().startswith("-grid-sh3-")
+    assert Strategy(eta=3).name_suffix() != Strategy(eta=2).name_suffix()
+    assert Strategy(limits=Limits(max_macs=1e6)).name_suffix() != Strategy(limits=Limits(max_macs=2e6)).name_suffix()
+
+
+def test_limits_name_what_is_broken_and_by_how_much() -> None:
+    limits = Limits(max_int8_mb=0.1, max_macs=5e6)
+    violations = limits.violations({"tflite_int8_mb": 0.12, "macs": 4e6, "latency_ms": 3.0})
+    assert violations == pytest.approx({"tflite_int8_mb": 0.02, "macs": -1e6})  # no latency limit set
+    assert limits.describe(violations) == "int8 0.120 MB > --max-int8-mb 0.1"
+
+
+def test_a_grid_point_the_space_can_express_is_encoded_exactly(tmp_path: Path) -> None:
+    space = read_space(write_workbook(tmp_path / "s.xlsx", SPACE))
+    point = GridPoint(grid_id=3, filters=(8, 8), kernel_sizes=(3, 3), neurons=(), block="separable")
+    values = encode(space, point)
+    assert values == {"conv_blocks": 2, "base_filters": 8, "kernel": 3, "dense_layers": 0, "block": "separable"}
+    assert space.point(values, grid_id=3) == point
+    for other in (GridPoint(3, (8, 16), (3, 3), ()),  # growth 2: the space has none (1 only)
+                  GridPoint(3, (8,), (5,), ()),  # kernel 5 is not a choice
+                  GridPoint(3, (8, 8), (3, 3), (), strides=(2, 1))):  # strides: not in the encoding
+        assert encode(space, other) is None
+
+
+# --- successive halving's bookkeeping in the storage ---------------------------------------------
+
+
+def _running_trial(study: Any, earlier: list[tuple[float, float, str]]) -> Any:
+    """Earlier trials that reached epoch 1 with these (val, size, final state); then a running one."""
+    from optuna.trial import TrialState
+
+    for val, size, state in earlier:
+        trial = study.ask()
+        trial.set_user_attr("rung_1", [val, size])
+        if state == "COMPLETE":
+            study.tell(trial, [val, size])
+        elif state == "PRUNED":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif state == "FAIL":
+            study.tell(trial, state=TrialState.FAIL)
+    return study.ask()
+
+
+def _judge(study: Any, trial: Any, eta: int = 2) -> Any:
+    from bcpareto.search import make_judge
+
+    lines: list[str] = []
+    judge = make_judge(study, trial, strategy=Strategy(eta=eta), epochs=4, label="grid point 9", echo=lines.append)
+    return judge, lines
+
+
+def test_halving_judges_at_rungs_against_every_trial_at_that_epoch() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # epoch-1 results so far: two good small models, one stopped, one failed (its result does not count)
+    trial = _running_trial(study, [(0.80, 0.05, "COMPLETE"), (0.85, 0.06, "COMPLETE"),
+                                   (0.30, 0.20, "PRUNED"), (0.99, 0.01, "FAIL")])
+    judge, lines = _judge(study, trial)
+    assert judge(3, 0.10, 0.5) is None and not lines  # epoch 3 is no rung at eta 2 (rungs 1, 2)
+    # dominated by both complete models (it dominates the stopped one): 4 results, top 2
+    reason = judge(1, 0.50, 0.10)
+    assert reason == "rank 3 of 4 at epoch 1, outside the top 2 and not on the front", lines
+    assert study.trials[trial.number].user_attrs["rung_1"] == [0.50, 0.10]
+    assert "stop" in study.trials[trial.number].user_attrs["rung_1_decision"]
+
+    again = study.ask()
+    judge, _ = _judge(study, again)
+    assert judge(1, 0.70, 0.01) is None  # the smallest model: on the front, goes on
+    assert "on the front" in study.trials[again.number].user_attrs["rung_1_decision"]
+
+
+def test_a_stopped_model_is_done_for_the_queue_and_off_the_front(tmp_path: Path) -> None:
+    import optuna
+
+    from bcpareto.metrics_log import update_metrics_csv
+    from bcpareto.report import plot_report
+    from bcpareto.search import _tell_pruned, sync_grid
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage)
+    points = [GridPoint(i, (4, 8), (3, 3), ()) for i in range(3)]
+    assert sync_grid(study, points) == {"enqueued": 3}
+    base = {"model_size(MB)": 0.05, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0}
+    for point, val in zip(points, (0.8, 0.7)):
+        trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, point.grid_id))
+        storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING)
+        trial.set_user_attr("row", {**base, **point.params(), "val_accuracy": val, "test_accuracy": val})
+        study.tell(trial, [val, 0.05])
+    stopped = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, 2))
+    storage.set_trial_state_values(stopped._trial_id, state=optuna.trial.TrialState.RUNNING)
+    row = {**base, **points[2].params(), "val_accuracy": 0.99, "model_size(MB)": 0.01,
+           "stopped_at_epoch": 1, "stop_reason": "rank 3 of 3", "status": "stopped"}
+    assert _tell_pruned(study, storage, stopped, stopped._trial_id, row=row)
+    assert sync_grid(study, points) == {"enqueued": 0}  # stopped is done: never retried
+    assert sync_grid(study, points, retry_failed=True) == {"enqueued": 0}
+    update_metrics_csv(study, tmp_path)
+    rows = _rows(tmp_path)
+    assert [(r["grid_id"], r["status"], r["stopped_at_epoch"]) for r in rows] == [
+        ("0", "", ""), ("1", "", ""), ("2", "stopped", "1")]
+    # its epoch-1 figures (0.99 at 0.01 MB) would dominate everything: the front leaves it out
+    report = plot_report([tmp_path / "metrics_log.csv"], x="model_size(MB)", y="val_accuracy",
+                         out_dir=tmp_path / "out")
+    assert report.sources[0].values[:, 0].tolist() == [0.05, 0.05]
+    assert any("1 stopped by successive halving left out of the front" in n for n in report.notes), report.notes
+
+
+# --- real searches -------------------------------------------------------------------------------
+
+
+@needs_data
+@train
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2", "gp"])
+def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler: str) -> None:
+    if sampler == "gp" and importlib.util.find_spec("torch") is None:
+        pytest.skip("gp needs the gp extra (torch, scipy)")
+    sheet = write_workbook(tmp_path / "s.xlsx", SPACE)
+    result = _search(tmp_path, sheet, "--sampler", sampler, "--n-trials", "3")
+    assert result.exit_code == 0, result.output
+    assert f"sampler {sampler}; 3 trials" in result.output
+    study = _study(tmp_path / "run")
+    assert f"-{sampler}-" in study.study_name
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 3  # exactly --n-trials models, trained or told as duplicates
+    space = read_space(sheet)
+    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    for t in trials:
+        assert t.state.name == "COMPLETE"
+        assert set(t.params) == {"conv_blocks", "base_filters", "kernel", "dense_layers", "block"}
+        assert all(p.contains(t.params[p.name]) for p in space.parameters)
+        assert t.user_attrs["grid_id"] >= 1  # after the sheet's own id 0
+    rows = _rows(tmp_path / "run")
+    assert sorted(int(r["grid_id"]) for r in rows) == sorted(t.user_attrs["grid_id"] for t in trained)
+    for r, t in zip(sorted(rows, key=lambda r: int(r["trial"])), sorted(trained, key=lambda t: t.number)):
+        expected = space.point(t.params, grid_id=0)
+        assert r["filters"] == expected.params()["filters"] and float(r["train_seconds"]) > 0
+    # the same command continues the study: 3 are there, nothing more is trained
+    again = _search(tmp_path, sheet, "--sampler", sampler, "--n-trials", "3")
+    assert again.exit_code == 0 and "(0 trained now" in again.output, again.output
+
+
+@needs_data
+@train
+def test_a_model_sampled_again_is_told_not_trained(tmp_path: Path) -> None:
+    fixed = [SPACE[0], ["conv_blocks", 1, 1], ["base_filters", 4, 4], ["kernel", None, None, None, "[3]"]]
+    sheet = write_workbook(tmp_path / "s.xlsx", fixed)
+    result = _search(tmp_path, sheet, "--sampler", "random", "--n-trials", "2")
+    assert result.exit_code == 0, result.output
+    assert "the same model as trial 0" in result.output and "1 duplicates told, not trained" in result.output
+    assert len(_rows(tmp_path / "run")) == 1
+    status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
+    assert "1 completed" in status.output and "1 duplicate(s) not trained" in status.output, status.output
+
+
+@needs_data
+@train
+def test_a_warm_start_trains_the_grid_first_and_teaches_the_sampler(tmp_path: Path) -> None:
+    grid = [TINY_GRID[0], ["[0]", "[[]]", "[[4, 4], [8]]", "[3, 3]"]]  # both expressible in SPACE
+    sheet = write_workbook(tmp_path / "s.xlsx", SPACE, grid=grid)
+    result = _search(tmp_path, sheet, "--sampler", "tpe", "--n-trials", "3", "--warm-start")
+    assert result.exit_code == 0, result.output
+    trials = sorted(_study(tmp_path / "run").get_trials(deepcopy=False), key=lambda t: t.number)
+    assert [t.user_attrs["grid_id"] for t in trials[:2]] == [0, 1]  # the sheet's points first
+    assert trials[0].params == {"conv_blocks": 2, "base_filters": 4, "kernel": 3, "dense_layers": 0, "block": "conv"}
+    assert trials[1].params["conv_blocks"] == 1 and trials[1].params["base_filters"] == 8
+    assert "sampled" in trials[2].user_attrs and trials[2].user_attrs["grid_id"] == 2
+
+
+@needs_data
+@train
+def test_limits_record_infeasible_models_without_training_them(tmp_path: Path, tiny_grid: Path) -> None:
+    # tiny grid: [4, 8] and [4, 8, 8] with a dense layer; at 32 px the second has more MACs
+    from bcpareto.gridspec import read_grid
+    from bcpareto.model import cost
+
+    macs = [cost(p, image_size=32, channels=3, padding="same").macs for p in read_grid(tiny_grid)]
+    assert macs[0] < macs[1]
+    result = _search(tmp_path, tiny_grid, "--max-macs", str((macs[0] + macs[1]) // 2))
+    assert result.exit_code == 0, result.output
+    assert "grid point 1: infeasible, not trained (" in result.output and "> --max-macs" in result.output
+    rows = {r["grid_id"]: r for r in _rows(tmp_path / "run")}
+    assert rows["0"]["status"] == "" and rows["1"]["status"] == "infeasible"
+    assert rows["1"]["val_accuracy"] == "" and float(rows["1"]["train_seconds"]) == 0
+    assert not list((tmp_path / "run" / "runs").glob("*/grid_1*"))  # no model, no record
+    trial = next(t for t in _study(tmp_path / "run").get_trials() if t.user_attrs["grid_id"] == 1)
+    assert trial.state.name == "PRUNED" and trial.system_attrs["constraints:macs"] > 0
+    status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
+    assert "1 infeasible" in status.output and "infeasible grid point 1" in status.output, status.output
+    # the int8 limit is measured on the untrained model: 1 KB is below any file, nothing trains
+    tiny = _search(tmp_path, tiny_grid, "--max-int8-mb", "0.001", "--run-dir", str(tmp_path / "run2"))
+    assert tiny.exit_code == 0 and "(0 trained now, 2 infeasible" in tiny.output, tiny.output
+    assert all(float(r["tflite_int8_mb"]) > 0.001 for r in _rows(tmp_path / "run2"))
+
+
+@needs_data
+@train
+def test_refine_trains_a_saved_model_further_and_records_a_child(tmp_path: Path, tiny_grid: Path) -> None:
+    preset = _preset(tmp_path, FAST.replace("edge_metrics = false", "latency_runs = 2"))
+    assert _search(tmp_path, tiny_grid, preset=str(preset)).exit_code == 0
+    result = CliRunner().invoke(cli, ["refine", "1", "--epochs", "1", "--data-dir", str(BLOOD_CELLS),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "Done: grid point 2 (refined from 1, 2 epochs in all)" in result.output
+    rows = {r["grid_id"]: r for r in _rows(tmp_path / "run")}
+    child, parent = rows["2"], rows["1"]
+    assert child["parent_grid_id"] == "1" and child["refine_epochs"] == "1" and child["epochs"] == "2"
+    assert child["filters"] == parent["filters"] and child["n_params"] == parent["n_params"]
+    for column in ("test_accuracy", "tflite_int8_mb", "int8_test_accuracy", "latency_ms"):
+        assert child[column] != "", column
+    out = tmp_path / "export"
+    exported = CliRunner().invoke(cli, ["export", "2", "--format", "tflite-int8", "--out", str(out),
+                                        "--run-dir", str(tmp_path / "run")])
+    assert exported.exit_code == 0, exported.output
+    missing = CliRunner().invoke(cli, ["refine", "7", "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    assert missing.exit_code == 1 and "no finished trial for grid point 7" in missing.output
+
+
+@needs_data
+@train
+def test_halving_after_sigkill_resumes_and_never_retrains_a_stopped_model(tmp_path: Path) -> None:
+    from .test_workers import _finish, _setup, _sqlite, _start, _trials, _wait_for
+
+    grid = [TINY_GRID[0], ["[0]", "[[]]", "[[4], [8], [4, 8], [8, 8]]", "[3, 3]"]]
+    _setup(tmp_path, grid)
+    (tmp_path / "fast.toml").write_text(FAST.replace("epochs = 1", "epochs = 2"))
+    url = _sqlite(tmp_path / "run")
+    args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "3",
+            "--fidelity", "epochs", "--eta", "2")
+    proc = _start(tmp_path, *args)
+    # kill once two models are judged (completed or stopped) and a third is training
+    trials = _wait_for(url, lambda ts: sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts) >= 2
+                       and any(t.state.name == "RUNNING" for t in ts), proc=proc, timeout=180)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = next(t for t in trials if t.state.name == "RUNNING")
+    out = _finish(_start(tmp_path, *args))
+    assert f"retrying trial {killed.number}" in out, out
+    trials = _trials(url)
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert sorted(t.user_attrs["grid_id"] for t in finished) == [0, 1, 2, 3]  # each exactly once
+    for t in finished:
+        assert t.user_attrs["rung_1"] is not None  # every model was judged at epoch 1
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["row"]["stopped_at_epoch"] == 1 and t.user_attrs["stop_reason"]
+        else:
+            assert t.user_attrs["row"]["epochs"] == 2
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 4
+    assert {r["grid_id"] for r in rows if r["stopped_at_epoch"]} == {
+        str(t.user_attrs["grid_id"]) for t in finished if t.state.name == "PRUNED"}
+    rerun = _finish(_start(tmp_path, *args))
+    assert "(0 trained now" in rerun, rerun  # stopped models are not retried as if they had crashed
