@@ -531,7 +531,7 @@ def _assign(
         point = by_id[int(trial.suggest_categorical("grid_id", sorted(by_id)))]
     elif gid is not None and int(gid) in by_id:  # the warm start's grid point
         point = by_id[int(gid)]
-        if trial.system_attrs.get("fixed_params") or trial.params:  # queued with the space's values
+        if encode(strategy.space, point) is not None:  # queued with the space's values: record them
             for name, distribution in distributions(strategy.space).items():
                 _suggest(trial, name, distribution)
     else:

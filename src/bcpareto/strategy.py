@@ -106,7 +106,7 @@ class Strategy:
             blob["halving"] = [self.eta, self.min_epochs]
         if self.limits.any():
             blob["limits"] = [self.limits.max_int8_mb, self.limits.max_macs, self.limits.max_latency_ms]
-        return blob
+        return json.loads(json.dumps(blob, default=str))  # as the storage gives it back (lists, not tuples)
 
     def name_suffix(self) -> str:
         """'-tpe-sh3-1a2b3c4d' for a study name; '' for the plain grid."""
