@@ -198,19 +198,20 @@ def test_load_refuses_a_record_of_another_sheet(run) -> None:
         bench.load_table(run_dir, sheet)
 
 
-def test_main_writes_json_and_plot(run, tmp_path: Path, capsys) -> None:
+def test_main_writes_json_and_plot(run, tmp_path: Path, capsys, monkeypatch) -> None:
     sheet, run_dir, folder = run
     record(folder, sheet, 1, val=0.82, repeat=1)
+    monkeypatch.setattr(bench, "_gp_missing", lambda: "torch and scipy")  # the same with or without them
     out = tmp_path / "out"
     code = bench.main([str(run_dir), "--sheet", str(sheet), "--seeds", "2", "--samplers", "grid,random,gp",
                        "--etas", "none,2", "--json", str(out / "r.json"), "--plot", str(out / "r.png")])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "4 of 4 space points recorded" in printed and "| random | eta 2 | 2 |" in printed
-    assert "| grid | no halving | 1 |" in printed and "| 4 / 0 / 0 | 100% |" in printed
+    assert "| grid | no halving | 1 |" in printed and "| 4 / 0 / 0 | 100% | all seen 1 |" in printed
+    assert "gp skipped: GPSampler needs torch and scipy" in printed
     payload = json.loads((out / "r.json").read_text())
-    assert set(payload["results"]) == {"grid / no halving", "grid / eta 2", "random / no halving", "random / eta 2"} | (
-        {"gp / no halving", "gp / eta 2"} if "gp" not in payload["settings"]["skipped"] else set())
+    assert set(payload["results"]) == {"grid / no halving", "grid / eta 2", "random / no halving", "random / eta 2"}
     assert payload["noise"]["points_with_repeat"] == [1] and payload["machine"]["cpu_count"]
     assert (out / "r.png").read_bytes().startswith(b"\x89PNG")
 
