@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import warnings
@@ -120,6 +121,20 @@ def save_record(folder: Path, grid_id: int, *, repeat: int = 0, record: dict[str
     """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON."""
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(_record_path(folder, grid_id, repeat), json.dumps(record, indent=1, default=str))
+
+
+def record_files(folder: Path) -> dict[tuple[int, int], Path]:
+    """The trial records of one study folder, keyed by ``(grid_id, repeat)``, sorted by key.
+
+    Records are written atomically (``save_record``), so every file listed is complete, even
+    while the search that writes them is running.
+    """
+    found = {}
+    for path in Path(folder).glob("grid_*.json"):
+        match = re.fullmatch(r"grid_(\d+)(?:_r(\d+))?", path.stem)
+        if match:
+            found[int(match[1]), int(match[2] or 0)] = path
+    return dict(sorted(found.items()))
 
 
 @dataclass(frozen=True)
