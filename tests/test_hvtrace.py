@@ -145,3 +145,38 @@ def test_plot_writes_a_png(tmp_path) -> None:
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert [p.name for p in path.parent.iterdir()] == ["hv.png"]  # no temporary file left
+
+
+def test_plot_hv_seconds_draws_every_search_of_the_csvs_against_one_reference(tmp_path: Path) -> None:
+    """Two searches in two CSVs: the slower one reaches the same front later, and says so."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from bcpareto.cli import cli
+
+    def write(name: str, study: str, rows: list[tuple[float, float, float, str]]) -> Path:
+        path = tmp_path / name
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["val_accuracy", "model_size(MB)", "train_seconds",
+                                             "stopped_at_epoch", "status", "study", "trial"])
+            writer.writeheader()
+            for trial, (val, size, seconds, stopped) in enumerate(rows):
+                writer.writerow({"val_accuracy": val, "model_size(MB)": size, "train_seconds": seconds,
+                                 "stopped_at_epoch": stopped, "status": "stopped" if stopped else "",
+                                 "study": study, "trial": trial})
+        return path
+
+    fast = write("fast.csv", "tpe", [(0.9, 0.1, 60, ""), (0.5, 0.9, 30, "1"), (0.8, 0.05, 60, "")])
+    slow = write("slow.csv", "grid", [(0.5, 0.9, 120, ""), (0.9, 0.1, 120, ""), (0.8, 0.05, 120, "")])
+    result = CliRunner().invoke(cli, ["plot", str(fast), str(slow), "--hv-seconds", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")
+             and "min (" in line}
+    assert "98%:    2.5 min (150 s)" in lines["fast.csv"], result.output  # 60 + 30 (stopped) + 60
+    assert "98%:    6.0 min (360 s)" in lines["slow.csv"], result.output
+    assert (tmp_path / "out" / "hv_seconds.png").stat().st_size > 10_000
+    no_seconds = tmp_path / "old.csv"
+    no_seconds.write_text("val_accuracy,model_size(MB)\n0.9,0.1\n")
+    old = CliRunner().invoke(cli, ["plot", str(no_seconds), "--hv-seconds", "--out", str(tmp_path / "o2")])
+    assert old.exit_code == 2 and "old.csv: no train_seconds column" in old.output, old.output

@@ -533,8 +533,12 @@ def _parse_floats(
               help="Folder for pareto_front.png, .svg and .csv.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the report (front rows, hypervolume, files written) as JSON.")
+@click.option("--hv-seconds", is_flag=True,
+              help="Also draw hypervolume against cumulative training seconds, one line per search "
+              "(CSV x study), against one shared reference point (hv_seconds.png), and print the "
+              "minutes each needed to reach 95% and 98% of the best volume.")
 def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | None,
-         ref: list[float] | None, out_dir: Path, as_json: bool) -> None:
+         ref: list[float] | None, out_dir: Path, as_json: bool, hv_seconds: bool) -> None:
     """Pareto front of one or more metrics CSVs (several overlay in one figure).
 
     \b
@@ -543,6 +547,7 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
       bcpareto plot metrics_log.csv
       bcpareto plot run10.csv run30.csv --y train_accuracy:max
       bcpareto plot metrics_log.csv --y test_accuracy --z latency_ms:min
+      bcpareto plot grid/metrics_log.csv tpe/metrics_log.csv --hv-seconds
     """
     import json
 
@@ -552,7 +557,26 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
     with _errors():
         check_creatable_dir(out_dir, option="--out")
         report = plot_report(csv_files, x=x, y=y, z=z, ref=ref, out_dir=out_dir)
-    click.echo(json.dumps(report_to_dict(report), indent=2) if as_json else format_report(report))
+        hv = None
+        if hv_seconds:
+            from .hvtrace import hv_seconds_report
+
+            columns = [o.column for o in report.objectives]
+            if z is not None or [o.direction for o in report.objectives] != ["min", "max"]:
+                raise ColumnError("--hv-seconds draws two objectives, x to minimise and y to maximise "
+                                  f"(got {', '.join(columns)}); leave out --z")
+            hv = hv_seconds_report(csv_files, out=out_dir / "hv_seconds.png", x=columns[0], y=columns[1])
+    if as_json:
+        data = report_to_dict(report)
+        if hv is not None:
+            data["hv_seconds"] = {"figure": str(hv[0]), "reach": hv[1]}
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(format_report(report))
+    if hv is not None:
+        click.echo(f"Hypervolume against training time ({hv[0]}), time to reach a share of the best volume:")
+        for line in hv[1]:
+            click.echo(f"  {line}")
 
 
 @cli.command("export")

@@ -186,6 +186,43 @@ def plot_hv_seconds(
     return path
 
 
+def runs_from_csvs(paths: Sequence[Path | str]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each search (CSV file x study) in the order its trials were numbered, which
+    is the order a single worker trained them; label "file" or "file: study" when a file holds several."""
+    import csv
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in map(Path, paths):
+        with open(path, newline="", errors="replace") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and "train_seconds" not in rows[0]:
+            raise ColumnError(
+                f"{path}: no train_seconds column; hypervolume against training time needs the "
+                "training seconds of every trial (logged by bcpareto search since the samplers came in)"
+            )
+        by_study: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_study.setdefault(row.get("study") or "", []).append(row)
+        for study, study_rows in by_study.items():
+            label = path.name if len(by_study) == 1 else f"{path.name}: {study}"
+            runs[label] = sorted(study_rows, key=lambda r: float(r.get("trial") or 0))
+    return runs
+
+
+def hv_seconds_report(
+    paths: Sequence[Path | str], *, out: Path | str, x: str = X, y: str = Y,
+    shares: Sequence[float] = SHARES,
+) -> tuple[Path, list[str]]:
+    """Hypervolume against cumulative training seconds of every search in the CSVs, against one
+    shared reference point: the figure written to ``out`` and the reach lines to print."""
+    runs = runs_from_csvs(paths)
+    ref = reference_point(list(runs.values()), x=x, y=y)
+    traces = {label: hypervolume_trace(rows, x=x, y=y, ref=ref) for label, rows in runs.items()}
+    figure = plot_hv_seconds(traces, out, shares=shares,
+                             title=f"Hypervolume of ({y} up, {x} down) against training time")
+    return figure, reach_lines(traces, shares=shares)
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 

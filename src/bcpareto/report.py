@@ -288,7 +288,7 @@ def _finished_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     (``status`` stopped / infeasible) have no final figures and stay off the front."""
     if "status" not in table.columns:
         return table, ""
-    status = table["status"].fillna("").astype(str).str.strip()
+    status = table["status"].astype("string").fillna("").str.strip()
     out = status.isin(["stopped", "infeasible"])
     if not out.any():
         return table, ""
