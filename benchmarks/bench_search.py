@@ -56,13 +56,13 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
 from bcpareto import hvtrace
 from bcpareto.errors import BcParetoError
 from bcpareto.halving import RungResult, decide, rungs
+from bcpareto.strategy import NSGA2_POPULATION, SAMPLERS, STARTUP_TRIALS  # the live search's
 
-SAMPLERS = ("grid", "random", "tpe", "nsga2", "gp")
 MIN_EPOCHS = 1  # the first rung: every model is judged after one epoch
 BUDGET = 0.4  # share of the grid's seconds at which the volume found is compared
 SHARES = (0.98, 0.95)  # shares of the reference volume whose arrival times are reported
 PROPOSALS_PER_POINT = 10  # a replay gives up after this many proposals per point
-NSGA2_POPULATION = 8  # a generation of 8 in a 64-point space; the default 50 is most of it
+
 CURVE_POINTS = 201  # the median curves are sampled at 0, 0.5, ..., 100% of the grid's seconds
 X, VAL, TEST = "model_size(MB)", "val_accuracy", "test_accuracy"  # the seed's CSV column names
 _ROUNDING = 1 + 1e-9  # the trace's running sum of seconds may end a hair above the grid's exact sum
@@ -486,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "references": {c: {"point_cost_space": r.point.tolist(), "hypervolume": r.volume} for c, r in refs.items()},
         "settings": {"seeds": args.seeds, "samplers": samplers, "etas": args.etas, "min_epochs": MIN_EPOCHS,
                      "budget": BUDGET, "shares": SHARES, "proposals_per_point": PROPOSALS_PER_POINT,
-                     "nsga2_population": NSGA2_POPULATION, "skipped": skipped},
+                     "nsga2_population": NSGA2_POPULATION, "startup_trials": STARTUP_TRIALS, "skipped": skipped},
         "curve_pct_of_reference_seconds": _curve_x().tolist(),
         "results": results, "per_seed": per_seed, "noise": spread,
         "machine": info, "replay_wall_seconds": wall,
@@ -654,17 +654,16 @@ def _optuna_distributions(spec: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]
 
 
 def _sampler(name: str, seed: int) -> Any:
+    """The sampler the live search makes (bcpareto.strategy.make_sampler), so a replay is the search."""
     import optuna
 
-    if name in ("grid", "random"):  # grid: the enqueued sheet order; the sampler is never asked
+    from bcpareto.strategy import Strategy, make_sampler
+
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
+    if name == "grid":  # the enqueued sheet order; the sampler is never asked
         return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=NSGA2_POPULATION, seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
+    return make_sampler(Strategy(sampler=name, seed=seed))
 
 
 def _gp_missing() -> str | None:

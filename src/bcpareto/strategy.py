@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SAMPLERS = ("grid", "random", "tpe", "nsga2", "gp")
 NSGA2_POPULATION = 8  # small: a CPU search trains tens of models, not thousands
+STARTUP_TRIALS = 8  # tpe and gp draw at random until this many models are in (Optuna's default: 10)
 
 
 @dataclass(frozen=True)
@@ -178,11 +179,11 @@ def make_sampler(strategy: Strategy) -> optuna.samplers.BaseSampler | None:
     if strategy.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     if strategy.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA2_POPULATION)
     if strategy.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     return None
 
 
