@@ -379,3 +379,36 @@ def test_halving_after_sigkill_resumes_and_never_retrains_a_stopped_model(tmp_pa
         str(t.user_attrs["grid_id"]) for t in finished if t.state.name == "PRUNED"}
     rerun = _finish(_start(tmp_path, *args))
     assert "(0 trained now" in rerun, rerun  # stopped models are not retried as if they had crashed
+
+
+@needs_data
+@train
+def test_two_machines_sampling_one_study_on_postgresql_train_n_trials_once(tmp_path: Path) -> None:
+    """Two searches with their own run dirs (as on two machines) draw from one study at once:
+    exactly --n-trials models in all, each id once, none trained twice."""
+    import uuid
+
+    from .test_workers import PG_URL, _env, _finish, _setup, _start, _trials
+
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("BCPARETO_TEST_PG_URL is unset under CI")
+        pytest.skip("BCPARETO_TEST_PG_URL unset: start a server with eval \"$(bash .ci/postgres.sh)\"")
+    _setup(tmp_path, TINY_GRID)
+    write_workbook(tmp_path / "grid.xlsx", SPACE)  # the same file name _start passes, now with a space
+    study = f"pg-{uuid.uuid4().hex[:8]}"
+    env = _env(BCPARETO_STORAGE=PG_URL)
+    args = ("--data-dir", str(BLOOD_CELLS), "--limit-per-class", "3", "--study", study,
+            "--sampler", "random", "--n-trials", "4")
+    procs = [_start(tmp_path, "--run-dir", f"machine{i}", *args, env=env) for i in range(2)]
+    outs = [_finish(p) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+    trials = _trials(PG_URL, study)
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials), [t.state for t in trials]
+    ids = [t.user_attrs["grid_id"] for t in trials]
+    assert len(set(ids)) == 4
+    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    joined = "\n".join(outs)
+    for t in trained:
+        assert joined.count(f"grid point {t.user_attrs['grid_id']} done in") == 1, joined
+    assert len(_rows(tmp_path / "machine0")) == len(trained) == len(_rows(tmp_path / "machine1"))
