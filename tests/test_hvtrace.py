@@ -180,3 +180,4 @@ def test_plot_hv_seconds_draws_every_search_of_the_csvs_against_one_reference(tm
     no_seconds.write_text("val_accuracy,model_size(MB)\n0.9,0.1\n")
     old = CliRunner().invoke(cli, ["plot", str(no_seconds), "--hv-seconds", "--out", str(tmp_path / "o2")])
     assert old.exit_code == 2 and "old.csv: no train_seconds column" in old.output, old.output
+    assert "--seconds-column wall_seconds" in old.output

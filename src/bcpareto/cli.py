@@ -537,8 +537,12 @@ def _parse_floats(
               help="Also draw hypervolume against cumulative training seconds, one line per search "
               "(CSV x study), against one shared reference point (hv_seconds.png), and print the "
               "minutes each needed to reach 95% and 98% of the best volume.")
+@click.option("--seconds-column", default="train_seconds", show_default=True, metavar="COL",
+              help="With --hv-seconds: the seconds each trial spent (wall_seconds for logs made "
+              "before train_seconds existed; it adds evaluation and TFLite time).")
 def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | None,
-         ref: list[float] | None, out_dir: Path, as_json: bool, hv_seconds: bool) -> None:
+         ref: list[float] | None, out_dir: Path, as_json: bool, hv_seconds: bool,
+         seconds_column: str) -> None:
     """Pareto front of one or more metrics CSVs (several overlay in one figure).
 
     \b
@@ -565,7 +569,8 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
             if z is not None or [o.direction for o in report.objectives] != ["min", "max"]:
                 raise ColumnError("--hv-seconds draws two objectives, x to minimise and y to maximise "
                                   f"(got {', '.join(columns)}); leave out --z")
-            hv = hv_seconds_report(csv_files, out=out_dir / "hv_seconds.png", x=columns[0], y=columns[1])
+            hv = hv_seconds_report(csv_files, out=out_dir / "hv_seconds.png", x=columns[0], y=columns[1],
+                                   seconds=seconds_column)
     if as_json:
         data = report_to_dict(report)
         if hv is not None:

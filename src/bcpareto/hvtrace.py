@@ -25,6 +25,7 @@ from .errors import ColumnError
 from .pareto import default_reference, hypervolume, nondominated_mask, to_costs
 
 X, Y = "model_size(MB)", "val_accuracy"  # the seed's CSV column names: size down, accuracy up
+SECONDS = "train_seconds"  # the compute a trial spent; wall_seconds adds evaluation and TFLite
 DIRECTIONS = ("min", "max")  # (x, y)
 SHARES = (0.95, 0.98)  # shares of the best volume whose arrival times are reported
 PNG_DPI = 150
@@ -59,25 +60,27 @@ def reference_point(
 
 
 def hypervolume_trace(
-    rows: Sequence[Mapping[str, Any]], *, x: str = X, y: str = Y, ref: Sequence[float] | np.ndarray
+    rows: Sequence[Mapping[str, Any]], *, x: str = X, y: str = Y, ref: Sequence[float] | np.ndarray,
+    seconds: str = SECONDS,
 ) -> Trace:
-    """Cumulative ``train_seconds`` and the hypervolume after each row, in row order.
+    """Cumulative ``seconds`` (a column: ``train_seconds`` by default) and the hypervolume after
+    each row, in row order.
 
     ``ref`` is in cost space ``(x, -y)``, as :func:`reference_point` returns it. Stopped rows
     and rows whose ``x`` or ``y`` is blank or NaN add seconds only.
     """
     ref = np.asarray(ref, dtype=float)
-    seconds = np.empty(len(rows))
+    cumulative = np.empty(len(rows))
     volumes = np.empty(len(rows))
     front = np.empty((0, 2))
     volume = 0.0
     total = 0.0
     for index, row in enumerate(rows):
-        spent = _number(row.get("train_seconds"), "train_seconds", index)
+        spent = _number(row.get(seconds), seconds, index)
         if math.isnan(spent) or spent < 0:
             raise ColumnError(
-                f"row {index + 1}: train_seconds is {row.get('train_seconds')!r}; expected the "
-                "training seconds the trial spent (0 or more)"
+                f"row {index + 1}: {seconds} is {row.get(seconds)!r}; expected the "
+                "seconds the trial spent (0 or more)"
             )
         total += spent
         point = _point(row, x, y, index)
@@ -86,8 +89,8 @@ def hypervolume_trace(
             candidates = np.concatenate([front, cost])
             front = candidates[nondominated_mask(candidates)]
             volume = hypervolume(front, ref=ref)
-        seconds[index], volumes[index] = total, volume
-    return Trace(seconds, volumes)
+        cumulative[index], volumes[index] = total, volume
+    return Trace(cumulative, volumes)
 
 
 def best_volume(traces: Mapping[str, Trace]) -> float:
@@ -143,6 +146,7 @@ def plot_hv_seconds(
     shares: Sequence[float] = SHARES,
     title: str = "Hypervolume against training time",
     best: float | None = None,
+    xlabel: str = "cumulative training time (min)",
 ) -> Path:
     """Write a PNG: each trace's volume as a share of ``best`` (default :func:`best_volume`) in %
     against cumulative training minutes, as overlaid step lines; the legend says when each run
@@ -169,7 +173,7 @@ def plot_hv_seconds(
         line.set_label(f"{label}  ({', '.join(reached)})")
     for share in shares:
         axes.axhline(share * 100, color="0.6", linestyle=":", linewidth=0.8)
-    axes.set_xlabel("cumulative training time (min)")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("hypervolume (% of the best final volume)")
     top = max((float(t.hypervolume.max()) / best * 100 for t in traces.values() if len(t.hypervolume) and best > 0),
               default=100.0)
@@ -186,7 +190,7 @@ def plot_hv_seconds(
     return path
 
 
-def runs_from_csvs(paths: Sequence[Path | str]) -> dict[str, list[dict[str, Any]]]:
+def runs_from_csvs(paths: Sequence[Path | str], *, seconds: str = SECONDS) -> dict[str, list[dict[str, Any]]]:
     """The rows of each search (CSV file x study) in the order its trials were numbered, which
     is the order a single worker trained them; label "file" or "file: study" when a file holds several."""
     import csv
@@ -195,10 +199,11 @@ def runs_from_csvs(paths: Sequence[Path | str]) -> dict[str, list[dict[str, Any]
     for path in map(Path, paths):
         with open(path, newline="", errors="replace") as handle:
             rows = list(csv.DictReader(handle))
-        if rows and "train_seconds" not in rows[0]:
+        if rows and seconds not in rows[0]:
             raise ColumnError(
-                f"{path}: no train_seconds column; hypervolume against training time needs the "
-                "training seconds of every trial (logged by bcpareto search since the samplers came in)"
+                f"{path}: no {seconds} column; hypervolume against training time needs the seconds "
+                "every trial spent (train_seconds: logged since the samplers came in; older logs have "
+                "wall_seconds: pass --seconds-column wall_seconds)"
             )
         by_study: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -211,15 +216,16 @@ def runs_from_csvs(paths: Sequence[Path | str]) -> dict[str, list[dict[str, Any]
 
 def hv_seconds_report(
     paths: Sequence[Path | str], *, out: Path | str, x: str = X, y: str = Y,
-    shares: Sequence[float] = SHARES,
+    shares: Sequence[float] = SHARES, seconds: str = SECONDS,
 ) -> tuple[Path, list[str]]:
-    """Hypervolume against cumulative training seconds of every search in the CSVs, against one
-    shared reference point: the figure written to ``out`` and the reach lines to print."""
-    runs = runs_from_csvs(paths)
+    """Hypervolume against cumulative seconds (``seconds`` column) of every search in the CSVs,
+    against one shared reference point: the figure written to ``out`` and the reach lines to print."""
+    runs = runs_from_csvs(paths, seconds=seconds)
     ref = reference_point(list(runs.values()), x=x, y=y)
-    traces = {label: hypervolume_trace(rows, x=x, y=y, ref=ref) for label, rows in runs.items()}
-    figure = plot_hv_seconds(traces, out, shares=shares,
-                             title=f"Hypervolume of ({y} up, {x} down) against training time")
+    traces = {label: hypervolume_trace(rows, x=x, y=y, ref=ref, seconds=seconds) for label, rows in runs.items()}
+    label = "training time" if seconds == SECONDS else seconds
+    figure = plot_hv_seconds(traces, out, shares=shares, xlabel=f"cumulative {label} (min)",
+                             title=f"Hypervolume of ({y} up, {x} down) against {label}")
     return figure, reach_lines(traces, shares=shares)
 
 
