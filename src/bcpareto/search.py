@@ -383,8 +383,15 @@ def run_search(
                                     skip_if_exists=False)
                 claimed = claim_next(study, storage)
             if claimed is not None:  # what this trial trains, fixed before the lock is let go
-                point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
-                                first_sampled_id=first_sampled_id)
+                try:
+                    point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
+                                    first_sampled_id=first_sampled_id)
+                except Exception as exc:  # noqa: BLE001 - a sampler's error fails this trial only
+                    reason = f"could not draw a model: {type(exc).__name__}: {exc}"
+                    _tell_failed(study, claimed[0], reason[:1000])
+                    summary.failed.append(f"trial {claimed[0].number}: {reason[:300]}")
+                    echo(f"  FAILED trial {claimed[0].number}: {reason[:300]}")
+                    continue
         if claimed is None:
             running = _running(study)
             if not running:
@@ -528,7 +535,7 @@ def _assign(
         trial.set_user_attr(key, None)
     gid = trial.user_attrs.get("grid_id")
     if not strategy.sampled:
-        point = by_id[int(trial.suggest_categorical("grid_id", sorted(by_id)))]
+        point = by_id[int(trial.suggest_categorical("grid_id", list(by_id)))]
     elif gid is not None and int(gid) in by_id:  # the warm start's grid point
         point = by_id[int(gid)]
         if encode(strategy.space, point) is not None:  # queued with the space's values: record them
