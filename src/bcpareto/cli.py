@@ -660,6 +660,39 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
                + f"; in study '{done.study}' and {run_dir / 'metrics_log.csv'}")
 
 
+@cli.command("edge")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The search's run directory (models under runs/).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The data set the models were trained on [default: $BCPARETO_DATA, else data/blood-cells].")
+@click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
+              help="The search's storage URL [default: bcpareto.db in --run-dir].")
+@_study_option("Only this study [default: every study in the storage].")
+def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, study_name: str | None) -> None:
+    """Measure the TFLite figures of models trained without them (search --no-edge).
+
+    Every completed model without TFLite columns is loaded from its .keras file, converted to
+    fp32/fp16/int8 exactly as a search does, scored on TEST (int8) and timed; the figures go
+    into the study, its record and metrics_log.csv, and its int8 file beside the model, so
+    `plot --x tflite_int8_mb` and `export --format tflite-int8` work as for any model.
+    """
+    from .dataset import default_data_dir
+    from .edge_fill import fill_edge
+    from .quiet import import_tensorflow
+    from .search import check_data_dir
+    from .storage import check_storage_url, default_storage_url, open_storage
+
+    with _errors():
+        url = storage or default_storage_url(run_dir)
+        check_storage_url(url)
+        open_storage(url, must_exist=True)  # no storage, no study: said before TensorFlow starts
+        check_data_dir(data_dir or default_data_dir())
+        click.echo(f"Device: {import_tensorflow()}")
+        filled = fill_edge(run_dir, data_dir=data_dir or default_data_dir(), storage_url=storage,
+                           study_name=study_name, echo=click.echo)
+    click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
+
+
 @cli.command()
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where `bcpareto search` put its bcpareto.db.")

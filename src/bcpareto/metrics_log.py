@@ -33,7 +33,8 @@ def completed_rows(study: optuna.Study) -> list[dict[str, Any]]:
         row = trial.user_attrs.get("row")
         key = (row["grid_id"], int(row.get("repeat", 0))) if row is not None else None
         if key is not None and key not in rows:
-            rows[key] = {**row, "study": study.study_name, "trial": trial.number}
+            edge = study.user_attrs.get(f"edge:{key[0]}:{key[1]}") or {}  # filled by `bcpareto edge`
+            rows[key] = {**row, **edge, "study": study.study_name, "trial": trial.number}
     return [rows[k] for k in sorted(rows)]
 
 

@@ -117,6 +117,14 @@ def save_models(
     return path
 
 
+def save_int8(folder: Path, grid_id: int, *, repeat: int = 0, int8: bytes) -> Path:
+    """The int8 TFLite file of a model measured after its search (`bcpareto edge`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _int8_path(folder, grid_id, repeat)
+    write_atomic(path, int8)
+    return path
+
+
 def save_record(folder: Path, grid_id: int, *, repeat: int = 0, record: dict[str, Any]) -> None:
     """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON."""
     folder.mkdir(parents=True, exist_ok=True)
