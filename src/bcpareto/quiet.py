@@ -51,7 +51,22 @@ def import_tensorflow() -> str:
     kept = [line for line in captured.splitlines() if line.strip() and not _NOISE.match(line)]
     if kept:
         sys.stderr.write("\n".join(kept) + "\n")
+    _quiet_retracing()
     return devices
+
+
+def _quiet_retracing() -> None:
+    """Hide tf.function's "triggered tf.function retracing" warning: a search builds a new model
+    per trial by design, so after a few models TensorFlow says so on every one."""
+    import logging
+
+    class _NoRetracing(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "triggered tf.function retracing" not in record.getMessage()
+
+    import tensorflow as tf
+
+    tf.get_logger().addFilter(_NoRetracing())
 
 
 def _devices() -> str:
