@@ -46,6 +46,9 @@ OBJECTIVES = (("val_accuracy", "maximize"), ("model_size(MB)", "minimize"))
 # a 4-unit dense layer in the middle of the stack); the search reports such points.
 CHANCE_LEVEL = 0.30
 STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost)"
+# A sampler that proposes this many models in a row that the study already has has converged (or
+# exhausted a small space): the search stops instead of spinning until its budget is spent.
+MAX_REPEATED_PROPOSALS = 25
 
 
 def default_study_name(grid_name: str, points: list[GridPoint], config: TrainConfig) -> str:
@@ -368,6 +371,7 @@ def run_search(
     first_sampled_id = max(by_id, default=-1) + 1  # sampled models' ids follow the sheet's
     pause_point("queued")
     waiting_for: list[tuple[int, int]] = []
+    repeated = 0  # duplicates proposed in a row
     while True:
         interrupts.check()  # an interrupt swallowed by a finalizer stops here, before a claim
         if deadline is not None and time.perf_counter() >= deadline:
@@ -414,7 +418,13 @@ def run_search(
                  "its result is told again, nothing trained")
             _tell_duplicate(study, trial, same)
             summary.duplicates += 1
+            repeated += 1
+            if repeated >= MAX_REPEATED_PROPOSALS:
+                echo(f"  the sampler proposed {repeated} models in a row that the study already has: "
+                     "it has little left to find in this space; stopping")
+                break
             continue
+        repeated = 0
         try:  # every step of this point: whatever fails is this point's failure, with its reason
             retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
             if retry_of is not None:
