@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
 from bcpareto import hvtrace
 from bcpareto.errors import BcParetoError
 from bcpareto.halving import RungResult, decide, rungs
+from bcpareto.search import MAX_REPEATED_PROPOSALS  # noqa: E402
 from bcpareto.strategy import NSGA2_POPULATION, SAMPLERS, STARTUP_TRIALS  # the live search's
 
 MIN_EPOCHS = 1  # the first rung: every model is judged after one epoch
@@ -204,7 +205,7 @@ class Replay:
     proposals: int  # trials asked, re-draws included
     duplicates: int  # proposals of a model already trained (0 s)
     redraws: int  # proposals of an unrecorded point (--allow-partial), told FAIL
-    ended_by: str  # "all seen", "seconds" (the grid's spent) or "proposals" (the limits)
+    ended_by: str  # "all seen", "seconds" (the grid's spent), "repeats" (25 known models in a row) or "proposals"
     wall_seconds: float
     told: list[tuple[int, str]] = field(default_factory=list)  # per proposal: grid id, state told
 
@@ -232,7 +233,7 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
     outcome: dict[int, tuple[float, float] | None] = {}  # grid id -> told values; None: pruned
     rows: list[dict[str, Any]] = []
     told: list[tuple[int, str]] = []
-    proposals = duplicates = redraws = 0
+    proposals = duplicates = redraws = in_a_row = 0
     charged = 0.0
     while not (ended_by := _end(table, seen=len(outcome), charged=charged, asked=proposals - redraws,
                                 redraws=redraws)):
@@ -246,7 +247,9 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
             continue
         if grid_id in outcome:
             duplicates += 1
+            in_a_row += 1
         else:
+            in_a_row = 0
             entry = table.entries[grid_id]
             stopped_at = None
             for epoch in judged_at:
@@ -262,6 +265,9 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
         else:
             study.tell(trial, list(outcome[grid_id]))
         told.append((grid_id, "PRUNED" if outcome[grid_id] is None else "COMPLETE"))
+        if in_a_row >= MAX_REPEATED_PROPOSALS:  # as the live search: a converged sampler stops
+            ended_by = "repeats"
+            break
     return Replay(sampler, eta, seed, rows, proposals, duplicates, redraws, ended_by,
                   time.perf_counter() - started, told)
 
