@@ -56,8 +56,12 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
 from bcpareto import hvtrace
 from bcpareto.errors import BcParetoError
 from bcpareto.halving import RungResult, decide, rungs
-from bcpareto.search import MAX_REPEATED_PROPOSALS  # noqa: E402
-from bcpareto.strategy import NSGA2_POPULATION, SAMPLERS, STARTUP_TRIALS  # the live search's
+from bcpareto.search import MAX_REPEATED_PROPOSALS
+from bcpareto.strategy import (  # the live search's
+    NSGA2_POPULATION,
+    SAMPLERS,
+    STARTUP_TRIALS,
+)
 
 MIN_EPOCHS = 1  # the first rung: every model is judged after one epoch
 BUDGET = 0.4  # share of the grid's seconds at which the volume found is compared

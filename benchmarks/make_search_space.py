@@ -27,7 +27,7 @@ import openpyxl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bcpareto.space import read_space  # noqa: E402
+from bcpareto.space import read_space
 
 OUT = ROOT / "configs" / "search_space.xlsx"
 # name, choices (the order of itertools.product: the last row varies fastest)

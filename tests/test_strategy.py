@@ -21,7 +21,7 @@ from bcpareto.gridspec import GridPoint
 from bcpareto.space import read_space
 from bcpareto.strategy import Limits, Strategy, encode
 
-from .conftest import BLOOD_CELLS, TINY_GRID, needs_data, write_sheet
+from .conftest import BLOOD_CELLS, TINY_GRID, needs_data
 from .test_space import write_workbook
 
 train = pytest.mark.train

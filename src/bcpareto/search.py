@@ -20,9 +20,10 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import interrupts
 from .config import TrainConfig
@@ -34,8 +35,21 @@ from .model import cost
 from .pausepoints import pause_point
 from .progress import Progress, calibrate, clock, unit_label
 from .runs import save_record, study_dir
-from .storage import HEARTBEAT_SECONDS, default_storage_url, open_storage, redact, storage_lock
-from .strategy import Limits, Strategy, architecture, distributions, encode, make_sampler
+from .storage import (
+    HEARTBEAT_SECONDS,
+    default_storage_url,
+    open_storage,
+    redact,
+    storage_lock,
+)
+from .strategy import (
+    Limits,
+    Strategy,
+    architecture,
+    distributions,
+    encode,
+    make_sampler,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -86,7 +100,6 @@ def sync_grid(
     express is queued with the space's values as its parameters, so the sampler learns from it;
     and an interrupted sampled model is queued again with its own values.
     """
-    from optuna.trial import TrialState
 
     by_unit: dict[tuple[int, int], list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
@@ -314,7 +327,9 @@ def run_search(
     started = time.perf_counter()
     check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
                         storage_url=storage_url)  # a bad storage URL or data dir fails fast
-    from .quiet import import_tensorflow  # after the cheap checks: a typo costs no TF start-up
+    from .quiet import (
+        import_tensorflow,  # after the cheap checks: a typo costs no TF start-up
+    )
 
     echo(f"Device: {import_tensorflow()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
@@ -390,7 +405,7 @@ def run_search(
                 try:
                     point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
                                     first_sampled_id=first_sampled_id)
-                except Exception as exc:  # noqa: BLE001 - a sampler's error fails this trial only
+                except Exception as exc:
                     reason = f"could not draw a model: {type(exc).__name__}: {exc}"
                     _tell_failed(study, claimed[0], reason[:1000])
                     summary.failed.append(f"trial {claimed[0].number}: {reason[:300]}")
@@ -402,7 +417,7 @@ def run_search(
                 break
             if running != waiting_for:
                 echo(f"  nothing left to claim; waiting for "
-                     f"{', '.join((unit_label(*u) for u in running))} running elsewhere (taken over if their "
+                     f"{', '.join(unit_label(*u) for u in running)} running elsewhere (taken over if their "
                      "worker stops sending heartbeats)")
                 waiting_for = running
             time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
@@ -460,7 +475,7 @@ def run_search(
         except KeyboardInterrupt:
             _tell_failed(study, trial, "interrupted")
             raise
-        except Exception as exc:  # noqa: BLE001 - one bad trial must not stop the search
+        except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
             reason = redact(reason, url)
             _tell_failed(study, trial, reason[:1000])
