@@ -252,9 +252,9 @@ def search(
     worker dies is retried after its heartbeats stop (BCPARETO_GRACE_SECONDS, default 90).
 
     \b
-    Protocol (default preset): models are selected on val_accuracy, a stratified 15% of TRAIN;
-    test_accuracy is TEST with the files byte-identical to TRAIN files removed. The seed
-    preset keeps the earlier protocol (TEST as validation data).
+    Protocol (every preset but seed): models are selected on val_accuracy, 15% of TRAIN's
+    source smears (no smear on both sides); test_accuracy is TEST minus every image of a smear
+    in TRAIN. The seed preset keeps the earlier protocol (TEST as validation data).
 
     \b
     Beyond the grid (a sheet named 'space' in the workbook, one row per parameter:
