@@ -13,8 +13,6 @@ A finished Optuna trial cannot be changed, so the figures go into a study attrib
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +80,7 @@ def fill_edge(
         for grid_id, repeat, row in todo:
             trial = find_trial(run_dir, grid_id, study=name, repeat=repeat)
             config = config_from_record(trial.record)
-            key = json.dumps(dataclasses.replace(config, epochs=0, name="").fingerprint())
+            key = config.fingerprint()  # the decoded images depend on the config only
             if key not in data_cache:
                 data_cache.clear()  # one decoded data set at a time
                 data_cache[key] = load_data_for(data_dir, config)

@@ -274,15 +274,21 @@ def _header_hint() -> str:
     return "with columns " + ", ".join(f"'{c}'" for c in COLUMNS)
 
 
-def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
+def _match_headers(header: tuple[Any, ...], columns: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Column index of each canonical name whose spelling (any case, spacing, '_') the header has."""
     found: dict[str, int] = {}
     for col, value in enumerate(header):
         if _blank(value):
             continue
         norm = _normalise_header(value)
-        for name, spellings in COLUMNS.items():
+        for name, spellings in columns.items():
             if norm == _normalise_header(name) or norm in spellings:
                 found.setdefault(name, col)
+    return found
+
+
+def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
+    found = _match_headers(header, COLUMNS)
     missing = [name for name in COLUMNS if name not in found]
     if missing:
         present = ", ".join(repr(v) for v in header if not _blank(v)) or "none"

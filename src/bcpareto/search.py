@@ -723,20 +723,7 @@ def _tell_pruned(
     *, row: dict[str, Any], curve: dict[str, list[float]] | None = None,
 ) -> bool:
     """Record a model stopped by halving or found infeasible: PRUNED, never retried, its row kept."""
-    import optuna
-    from optuna.trial import TrialState
-
-    if storage.get_trial(trial_id).state != TrialState.RUNNING:
-        return False
-    try:
-        trial.set_user_attr("row", row)
-        trial.set_user_attr("stop_reason", row.get("stop_reason", ""))
-        if curve is not None:
-            trial.set_user_attr("curve", curve)
-        study.tell(trial, state=TrialState.PRUNED)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    return True
+    return _tell_result(study, storage, trial, trial_id, row=row, curve=curve, stopped=True)
 
 
 def _tell_completed(
@@ -744,6 +731,15 @@ def _tell_completed(
     *, row: dict[str, Any], curve: dict[str, list[float]] | None = None,
 ) -> bool:
     """Record the result; False if the trial was failed as stale meanwhile (its retry counts)."""
+    return _tell_result(study, storage, trial, trial_id, row=row, curve=curve, stopped=False)
+
+
+def _tell_result(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, trial_id: int,
+    *, row: dict[str, Any], curve: dict[str, list[float]] | None, stopped: bool,
+) -> bool:
+    """Store the row (and curve) and tell COMPLETE with the objectives, or PRUNED; False if the
+    trial was failed as stale meanwhile."""
     import optuna
     from optuna.trial import TrialState
 
@@ -751,9 +747,14 @@ def _tell_completed(
         return False
     try:
         trial.set_user_attr("row", row)
+        if stopped:
+            trial.set_user_attr("stop_reason", row.get("stop_reason", ""))
         if curve is not None:
             trial.set_user_attr("curve", curve)
-        study.tell(trial, [row[c] for c, _ in OBJECTIVES])
+        if stopped:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, [row[c] for c, _ in OBJECTIVES])
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True

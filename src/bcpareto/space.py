@@ -53,7 +53,7 @@ from .gridspec import (
     GridPoint,
     _blank,
     _col_letter,
-    _normalise_header,
+    _match_headers,
     _open_workbook,
     _parse_blocks,
 )
@@ -285,14 +285,7 @@ def _header_hint() -> str:
 
 
 def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for col, value in enumerate(header):
-        if _blank(value):
-            continue
-        norm = _normalise_header(value)
-        for name, spellings in COLUMNS.items():
-            if norm in spellings:
-                found.setdefault(name, col)
+    found = _match_headers(header, COLUMNS)
     missing = []
     if "name" not in found:
         missing.append("name")
