@@ -7,6 +7,7 @@ Heavy modules (TensorFlow, pandas, matplotlib, Optuna) are imported inside the c
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 import click
 
 from . import __version__, interrupts
+from .backends import BackendError, check_backend, chosen_backend
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
 from .errors import (
     BcParetoError,
@@ -42,7 +44,8 @@ def _errors() -> Iterator[None]:
     """Library errors -> messages: bad input exits 2, anything else the tool reports exits 1."""
     try:
         yield
-    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError, StrategyError) as exc:
+    except (GridSpecError, ConfigError, ColumnError, DataError, StorageError, StrategyError,
+            BackendError) as exc:
         raise BadInput(str(exc)) from None
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from None
@@ -160,12 +163,22 @@ def grid(xlsx: Path | None, preset: str, image_size: int | None, h5: bool, as_js
         click.echo(line + (f"  {e['h5_mb']:.3f}" if h5 else "") + (f"  {blocks}" if blocks else ""))
 
 
+def _tensorflow_process() -> None:
+    """edge and export convert with TensorFlow's TFLite converter, whatever KERAS_BACKEND says
+    (a model trained on JAX or PyTorch is a .keras file that TensorFlow loads alike)."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    if chosen_backend() != "tensorflow" or importlib.util.find_spec("tensorflow") is None:
+        raise BackendError("converting to TFLite needs TensorFlow in this process; install it with: "
+                           "pip install tensorflow")
+
+
 def _h5_mb(point: Any, config: Any) -> float:
+    from .backends import describe_devices
     from .model import build_model, h5_size_mb
-    from .quiet import import_tensorflow
     from .trial import compile_model
 
-    import_tensorflow()
+    describe_devices()
     model = build_model(point, config=config)
     compile_model(model, config, steps_per_epoch=1)
     return h5_size_mb(model)
@@ -269,6 +282,17 @@ def search(
     from .workers import search_in_workers
 
     with _errors():
+        backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
+        if backend != "tensorflow":
+            if edge_metrics:
+                raise BadInput(f"--edge converts each model to TFLite in the training process, which "
+                               f"needs TensorFlow; under KERAS_BACKEND={backend} leave it out and run "
+                               "`bcpareto edge` afterwards (in a process with TensorFlow)")
+            edge_metrics = False  # measured later by `bcpareto edge`
+            if max_int8_mb is not None or max_latency_ms is not None:
+                raise BadInput(f"--max-int8-mb and --max-latency-ms measure a TFLite conversion before "
+                               f"training, which needs TensorFlow; under KERAS_BACKEND={backend} use "
+                               "--max-macs, or search with the tensorflow backend")
         teacher_ref = None
         if teacher is not None:  # read-only: a bad id or path stops here, nothing created
             from .distill import resolve_teacher
@@ -302,6 +326,9 @@ def search(
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
+        if backend != "tensorflow":
+            click.echo(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
+                       "`bcpareto edge` measures them afterwards (sizes, int8 TEST accuracy, latency)")
         if config.teacher is not None:
             click.echo(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
                        f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
@@ -609,6 +636,7 @@ def export_command(
     from .runs import check_creatable_dir, find_trial
 
     with _errors():
+        _tensorflow_process()
         check_creatable_dir(out_dir, option="--out")
         trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
         import_tensorflow()
@@ -639,16 +667,17 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
     sizes, int8 TEST accuracy, latency. The new row gets the next free grid id of the study and
     names its parent (parent_grid_id); `bcpareto plot` and `export` take it like any other.
     """
+    from .backends import describe_devices
     from .dataset import default_data_dir
-    from .quiet import import_tensorflow
     from .refine import refine as refine_model
     from .runs import find_trial
     from .search import check_data_dir
 
     with _errors():
+        check_backend()
         find_trial(run_dir, grid_id, study=study_name, repeat=repeat)  # a bad id: before TF starts
         check_data_dir(data_dir or default_data_dir())
-        click.echo(f"Device: {import_tensorflow()}")
+        click.echo(f"Backend: {describe_devices()}")
         done = refine_model(run_dir, grid_id, epochs=epochs, data_dir=data_dir or default_data_dir(),
                             study=study_name, repeat=repeat, learning_rate=learning_rate,
                             storage_url=storage, echo=click.echo)
@@ -683,6 +712,7 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
     from .storage import check_storage_url, default_storage_url, open_storage
 
     with _errors():
+        _tensorflow_process()
         url = storage or default_storage_url(run_dir)
         check_storage_url(url)
         open_storage(url, must_exist=True)  # no storage, no study: said before TensorFlow starts

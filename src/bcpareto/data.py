@@ -1,4 +1,4 @@
-"""Split the data set honestly, decode each split once into a cache, feed it to Keras (tf.data).
+"""Split the data set honestly, decode each split once into a cache, feed it to Keras (numpy batches).
 
 Layout (as in the Kaggle data set): DIR/TRAIN/<CLASS>/*.jpeg and DIR/TEST/<CLASS>/*.jpeg; finding
 and auditing the files is audit.py's job.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from .errors import DataError
 from .preprocess import LOCATOR_VERSION, crop_cell, decode_image, locate_cell  # noqa: F401 - public here too
 
 if TYPE_CHECKING:
-    import tensorflow as tf
+    import keras
 
     from .groups import SourceGroups
 
@@ -317,62 +318,117 @@ def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: s
     return images, labels, paths, skipped
 
 
+def augment_batch(images: np.ndarray, augment: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
+    """The one implementation of every augmentation: uint8 (N, S, S, C) -> float32 in [0, 255].
+
+    Whole-batch numpy, a draw per image: flip (left-right, up-down), rot90 (a transpose: with both
+    flips all 8 symmetries of the square), brightness (+-20 levels), contrast (x0.8-1.2 about the
+    image mean), stain (a gain of 0.9-1.1 per colour channel, then saturation x0.7-1.3; colour
+    images only), zoom (a random square of 80-100% of the side, anywhere, resized back bilinearly
+    as tf.image.crop_and_resize does). Works alike under every Keras backend."""
+    x = images.astype(np.float32)
+    n = len(x)
+
+    def coin() -> np.ndarray:
+        return rng.random((n, 1, 1, 1)) < 0.5
+
+    if "flip" in augment:
+        x = np.where(coin(), x[:, :, ::-1], x)
+        x = np.where(coin(), x[:, ::-1], x)
+    if "rot90" in augment:
+        x = np.where(coin(), x.transpose(0, 2, 1, 3), x)
+    if "brightness" in augment:
+        x = x + rng.uniform(-20.0, 20.0, (n, 1, 1, 1)).astype(np.float32)
+    if "contrast" in augment:
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) + mean
+    if "stain" in augment and x.shape[-1] == 3:
+        x = x * rng.uniform(0.9, 1.1, (n, 1, 1, 3)).astype(np.float32)
+        gray = x.mean(axis=-1, keepdims=True)
+        x = gray + (x - gray) * rng.uniform(0.7, 1.3, (n, 1, 1, 1)).astype(np.float32)
+    if "zoom" in augment:
+        side = rng.uniform(0.8, 1.0, (n, 1))
+        corner = rng.random((n, 2)) * (1.0 - side)
+        x = _crop_and_resize(x, corner, side[:, 0])
+    return np.clip(x, 0.0, 255.0, out=x)
+
+
+def _crop_and_resize(x: np.ndarray, corner: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """Each image's square window (normalised top-left ``corner`` (y, x), ``side``) resized back
+    to the full size, bilinear, sampled as tf.image.crop_and_resize samples a box."""
+    n, height, width, _ = x.shape
+    steps = np.arange(height) / max(height - 1, 1)  # 0..1 across the output
+    ys = (corner[:, :1] + steps * side[:, None]) * (height - 1)  # (n, H) source rows
+    xs = (corner[:, 1:] + steps * side[:, None]) * (width - 1)
+    y0 = np.floor(ys).astype(np.int64)
+    x0 = np.floor(xs).astype(np.int64)
+    wy = (ys - y0).astype(np.float32)[:, :, None, None]
+    wx = (xs - x0).astype(np.float32)[:, None, :, None]
+    y1 = np.minimum(y0 + 1, height - 1)
+    x1 = np.minimum(x0 + 1, width - 1)
+    b = np.arange(n)[:, None, None]
+
+    def at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return x[b, rows[:, :, None], cols[:, None, :]]
+
+    top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * wx
+    bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * wx
+    return top + (bottom - top) * wy
+
+
 def training_dataset(
     split: Split, *, batch_size: int, augment: tuple[str, ...], seed: int,
     targets: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """Shuffled, batched, augmented (on whole batches, in TF ops) float32 pixels in [0, 255].
+) -> keras.utils.PyDataset:
+    """Shuffled, batched, augmented float32 pixels in [0, 255], as a keras.utils.PyDataset.
+
+    Numpy only (augment_batch), so it feeds every Keras backend alike and imports no TensorFlow.
+    The order is reshuffled every epoch and every batch draws its augmentation from its own
+    generator seeded with (seed, epoch, batch): the same seed gives the same batches on any
+    backend, in any order Keras asks for them. Indices are shuffled, not images: a batch gathers
+    its images (and its targets, with the same index) from the decoded arrays.
 
     ``targets``: what each image's batches carry instead of its label, one row per image (a
     distilled student's label and teacher probabilities: distill.training_targets)."""
-    import tensorflow as tf
+    import keras
 
-    # Shuffle indices, not images, and gather whole batches: no per-image copies through a
-    # shuffle buffer (benchmarks/bench_pipeline.py measures the difference). The targets are
-    # gathered with the same index, so an augmented image keeps its own image's target.
-    images = tf.constant(split.images)
-    labels = tf.constant(split.labels if targets is None else targets)
-    ds = tf.data.Dataset.range(len(split))
-    ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    ds = ds.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+    labels = split.labels if targets is None else targets
     ops = tuple(augment)
 
-    def _augment(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.cast(x, tf.float32)
-        n = tf.shape(x)[0]
+    class TrainingBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.order = np.random.default_rng((seed, 0)).permutation(len(split))
 
-        def coin() -> tf.Tensor:
-            return tf.random.uniform([n, 1, 1, 1]) < 0.5
+        def __len__(self) -> int:
+            return math.ceil(len(split) / batch_size)
 
-        if "flip" in ops:
-            x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
-            x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
-        if "rot90" in ops:  # with both flips this reaches all 8 symmetries of the square
-            x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
-        if "brightness" in ops:
-            x = x + tf.random.uniform([n, 1, 1, 1], -20.0, 20.0)
-        if "contrast" in ops:
-            mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-            x = (x - mean) * tf.random.uniform([n, 1, 1, 1], 0.8, 1.2) + mean
-        if "stain" in ops and x.shape[-1] == 3:
-            # smear-to-smear stain variation: a gain per colour channel, then saturation
-            x = x * tf.random.uniform([n, 1, 1, 3], 0.9, 1.1)
-            gray = tf.reduce_mean(x, axis=-1, keepdims=True)
-            x = gray + (x - gray) * tf.random.uniform([n, 1, 1, 1], 0.7, 1.3)
-        if "zoom" in ops:
-            # a random square of 80-100% of the side, anywhere in the image, resized back
-            side = tf.random.uniform([n, 1], 0.8, 1.0)
-            corner = tf.random.uniform([n, 2]) * (1.0 - side)
-            boxes = tf.concat([corner, corner + side], axis=1)
-            size = tf.shape(x)[1:3]
-            x = tf.image.crop_and_resize(x, boxes, tf.range(n), size)
-        return tf.clip_by_value(x, 0.0, 255.0), y
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            chosen = np.sort(self.order[index * batch_size:(index + 1) * batch_size])
+            rng = np.random.default_rng((seed, self.epoch, index))
+            return augment_batch(split.images[chosen], ops, rng), labels[chosen]
 
-    return ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = np.random.default_rng((seed, self.epoch)).permutation(len(split))
+
+    return TrainingBatches()
 
 
-def eval_dataset(split: Split, *, batch_size: int) -> tf.data.Dataset:
-    import tensorflow as tf
+def eval_dataset(split: Split, *, batch_size: int) -> keras.utils.PyDataset:
+    """The split in order, float32 pixels and labels, batch by batch (numpy; any backend)."""
+    import keras
 
-    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels)).batch(batch_size)
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+    class EvalBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+
+        def __len__(self) -> int:
+            return math.ceil(len(split) / batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            part = slice(index * batch_size, (index + 1) * batch_size)
+            return split.images[part].astype(np.float32), split.labels[part]
+
+    return EvalBatches()

@@ -64,6 +64,7 @@ def refine(
     import keras
     import optuna
 
+    from .backends import tensorflow_trains
     from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .runs import find_trial, save_record, study_dir
@@ -83,6 +84,8 @@ def refine(
     config = dataclasses.replace(config_from_record(parent.record), epochs=epochs)
     if learning_rate is not None:
         config = dataclasses.replace(config, learning_rate=learning_rate)
+    if not tensorflow_trains():  # no TFLite converter in this process: `bcpareto edge` later
+        config = dataclasses.replace(config, edge_metrics=False)
     point = point_from_row(row)
     echo(f"Refining grid point {grid_id} of study {parent.study!r}: {point.describe()}; "
          f"{row.get('epochs', '?')} epoch(s) so far, val_accuracy {row['val_accuracy']:.3f}; "

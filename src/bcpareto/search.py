@@ -327,11 +327,9 @@ def run_search(
     started = time.perf_counter()
     check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
                         storage_url=storage_url)  # a bad storage URL or data dir fails fast
-    from .quiet import (
-        import_tensorflow,  # after the cheap checks: a typo costs no TF start-up
-    )
+    from .backends import describe_devices  # after the cheap checks: a typo costs no start-up
 
-    echo(f"Device: {import_tensorflow()}")
+    echo(f"Backend: {describe_devices()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
     sizes = sorted(_image_sizes(points, config, strategy), key=lambda s: s != config.image_size)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import interrupts
+from .backends import set_seed
 from .config import TrainConfig
 from .data import DataSplits, Split, eval_dataset, training_dataset
 from .dataset import CLASSES
@@ -132,7 +133,7 @@ def train_and_evaluate(
 
         targets = training_targets(data.train.labels, soft_targets(config.teacher, data.train))
     seed = config.seed + point.grid_id + 1000 * repeat
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     check_memory(point, config=config)  # a point too big for this machine fails with the reason
 
@@ -181,7 +182,7 @@ def train_and_evaluate(
         )
 
     common = {**point.params(), "repeat": repeat, "seed": seed, "n_params": measures.n_params,
-              "float32_mb": measures.float32_mb, "macs": measures.macs}
+              "float32_mb": measures.float32_mb, "macs": measures.macs, "backend": keras.backend.backend()}
     if stopped:
         keras.backend.clear_session()
         return TrialResult(row={
