@@ -143,7 +143,7 @@ def main() -> None:
     start = time.perf_counter()
     data = load_data_for(args.data_dir, config)
     load_seconds = time.perf_counter() - start
-    ours_ds = training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0).repeat()
+    ours_ds = training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0)
     ours = images_per_second(fresh_model(), ours_ds, steps=args.steps, batch_size=bs)
     ours_xla = images_per_second(fresh_model(jit_compile=True), ours_ds, steps=args.steps, batch_size=bs)
 

@@ -78,7 +78,7 @@ def _split(n: int = 10, size: int = 12) -> Split:
 
 
 def test_training_batches_cover_every_image_once_per_epoch_and_reshuffle() -> None:
-    split = _split()
+    split = _split(12)
     batches = training_dataset(split, batch_size=4, augment=(), seed=7)
     assert len(batches) == 3
 
@@ -102,6 +102,12 @@ def test_training_batches_cover_every_image_once_per_epoch_and_reshuffle() -> No
     assert first != second  # another order (the seeded permutations of epochs 0 and 1 differ)
     again = training_dataset(split, batch_size=4, augment=(), seed=7)
     np.testing.assert_array_equal(again[0][0], first_batch)  # the seed fixes the order
+
+
+def test_training_batches_are_full_the_remainder_waits_for_another_epoch() -> None:
+    batches = training_dataset(_split(10), batch_size=4, augment=(), seed=0)
+    assert len(batches) == 2 and all(len(batches[i][1]) == 4 for i in range(2))
+    assert len(training_dataset(_split(3), batch_size=4, augment=(), seed=0)[0][1]) == 3  # fewer than a batch
 
 
 def test_the_same_seed_gives_the_same_augmented_batches_and_another_seed_others() -> None:

@@ -82,7 +82,7 @@ def test_augmented_images_keep_their_own_soft_target() -> None:
         index = x[:, 0, 0, 0].astype(int)
         np.testing.assert_allclose(y, targets[index])
         seen += len(index)
-    assert seen == n
+    assert seen == n // 7 * 7  # full batches of 7 (the remainder waits for the next epoch)
 
 
 def _tiny_teacher(tmp_path: Path, *, image_size: int = 16, name: str = "teacher.keras") -> Path:

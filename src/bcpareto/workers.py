@@ -63,6 +63,10 @@ def worker_env(index: int, *, n_workers: int, gpus: list[str], storage_url: str)
     for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         env.setdefault(var, threads)
     env.setdefault("TF_NUM_INTEROP_THREADS", "1" if threads == "1" else "2")
+    if threads == "1" and "intra_op_parallelism_threads" not in env.get("XLA_FLAGS", ""):
+        # JAX on the CPU: XLA's own pool (torch follows OMP_NUM_THREADS)
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                            "intra_op_parallelism_threads=1").strip()
     return env
 
 
