@@ -10,9 +10,10 @@ recipe that wins here. Two steps:
     # there (KERAS_BACKEND=jax, Keras wheel carried): shards run as parallel processes
     python benchmarks/recipe_sweep.py run --data-dir .gpu --shard 0/8 --out results_0.jsonl
 
-Models come from bcpareto.model.build_model and optimisers from bcpareto.trial.compile_model, so
-a recipe means the same thing here as in `bcpareto search`. Augmentation is re-expressed in
-keras.ops (the `Augment` layer below mirrors bcpareto.data.training_dataset op for op). Images
+Models come from bcpareto.model.build_model, optimisers from bcpareto.trial.compile_model and
+batches with their augmentation from bcpareto.data.training_dataset (numpy, any backend), so a
+recipe means the same thing here as in `bcpareto search`. (The sweeps in benchmarks/recipe.md ran
+an earlier keras.ops copy of the augmentations, since replaced by this one implementation.) Images
 travel as JPEG (quality 90) to fit the device's 64 MiB transfer limit; the sizes not packed
 (whole64 from whole80, crop48 from crop64; see SOURCES) are resized on the device. Results: one JSON line per run; summarised in
 benchmarks/recipe.md.
@@ -153,61 +154,14 @@ SOURCES = {"whole80": ("whole80.npz", None), "whole64": ("whole80.npz", 64),
 
 # -- run (on the GPU) --------------------------------------------------------------------------------
 
-def make_augment(ops_: tuple[str, ...], seed: int):
-    import keras
-    from keras import ops
-
-    class Augment(keras.layers.Layer):
-        """bcpareto.data.training_dataset's augmentations in keras.ops, active in training only."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.gen = keras.random.SeedGenerator(seed)
-
-        def call(self, x, training=False):
-            if not training or not ops_:
-                return x
-            n = ops.shape(x)[0]
-
-            def u(shape, lo=0.0, hi=1.0):
-                return keras.random.uniform(shape, lo, hi, seed=self.gen)
-
-            def coin():
-                return u((n, 1, 1, 1)) < 0.5
-
-            if "flip" in ops_:
-                x = ops.where(coin(), ops.flip(x, axis=2), x)
-                x = ops.where(coin(), ops.flip(x, axis=1), x)
-            if "rot90" in ops_:
-                x = ops.where(coin(), ops.transpose(x, (0, 2, 1, 3)), x)
-            if "brightness" in ops_:
-                x = x + u((n, 1, 1, 1), -20.0, 20.0)
-            if "contrast" in ops_:
-                mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-                x = (x - mean) * u((n, 1, 1, 1), 0.8, 1.2) + mean
-            if "stain" in ops_:
-                x = x * u((n, 1, 1, 3), 0.9, 1.1)
-                gray = ops.mean(x, axis=-1, keepdims=True)
-                x = gray + (x - gray) * u((n, 1, 1, 1), 0.7, 1.3)
-            if "zoom" in ops_:
-                side = ops.shape(x)[1]
-                s = u((n, 1), 0.8, 1.0)
-                corner = u((n, 2)) * (1.0 - s) * side
-                zero = ops.zeros_like(s)
-                transform = ops.concatenate(
-                    [s, zero, corner[:, 1:2], zero, s, corner[:, 0:1], zero, zero], axis=1)
-                x = ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="nearest")
-            return ops.clip(x, 0.0, 255.0)
-
-    return Augment()
-
-
 def run_one(spec: dict, data: dict, point) -> dict:
     import dataclasses
 
     import keras
 
+    from bcpareto.backends import set_seed
     from bcpareto.config import TrainConfig
+    from bcpareto.data import Split, training_dataset
     from bcpareto.model import build_model
     from bcpareto.trial import compile_model
 
@@ -215,15 +169,13 @@ def run_one(spec: dict, data: dict, point) -> dict:
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
     config = dataclasses.replace(TrainConfig(), image_size=x_train.shape[1], seed=spec["seed"],
                                  **{k: (tuple(v) if k == "augment" else v) for k, v in settings.items()})
-    keras.utils.set_random_seed(config.seed + point.grid_id)
+    set_seed(config.seed + point.grid_id)
     model = build_model(point, config=config)
-    inputs = keras.Input(model.input_shape[1:])
-    wrapper = keras.Model(inputs, model(make_augment(config.augment, config.seed)(inputs)))
-    steps = -(-len(x_train) // config.batch_size)
-    compile_model(wrapper, config, steps_per_epoch=steps, jit_compile=True)
+    train = Split("train", x_train, y_train.astype("int32"), tuple(map(str, range(len(x_train)))))
+    batches = training_dataset(train, batch_size=config.batch_size, augment=config.augment, seed=config.seed)
+    compile_model(model, config, steps_per_epoch=len(batches), jit_compile=True)
     start = time.perf_counter()
-    history = wrapper.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size,
-                          epochs=config.epochs, shuffle=True, verbose=0)
+    history = model.fit(batches, epochs=config.epochs, verbose=0)
     seconds = time.perf_counter() - start
     out = {"name": spec["name"], "data": spec["data"], "grid_id": point.grid_id, "seed": spec["seed"],
            "n_params": model.count_params(), "settings": {k: list(v) if isinstance(v, tuple) else v

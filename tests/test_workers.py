@@ -390,11 +390,17 @@ def test_bad_heartbeat_settings_are_bad_input(
 def test_workers_are_pinned_one_gpu_each_and_share_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert visible_gpus() == ["2", "3"]
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     envs = [worker_env(i, n_workers=3, gpus=["2", "3"], storage_url="sqlite:///x") for i in range(3)]
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2", "3", "2"]
-    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    assert envs[0]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # 3 workers on 2 GPUs: no up-front grab
+    alone = worker_env(0, n_workers=2, gpus=["2", "3"], storage_url="sqlite:///x")
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in alone  # a GPU each: JAX's default stands
+    for var in ("TF_NUM_INTRAOP_THREADS", "XLA_FLAGS"):
+        monkeypatch.delenv(var, raising=False)
     cpu = worker_env(0, n_workers=64, gpus=[], storage_url="sqlite:///x")
     assert cpu["TF_NUM_INTRAOP_THREADS"] == "1" and cpu["BCPARETO_STORAGE"] == "sqlite:///x"
+    assert "intra_op_parallelism_threads=1" in cpu["XLA_FLAGS"]  # JAX's pool too
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == []
 

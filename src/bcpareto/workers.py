@@ -57,6 +57,9 @@ def worker_env(index: int, *, n_workers: int, gpus: list[str], storage_url: str)
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the parent as they are printed
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        if n_workers > len(gpus):  # workers share a GPU: none may take its memory up front
+            env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX takes 75% by default
+            env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     # N workers each with TensorFlow's default pool (one thread per core) would oversubscribe
     # the CPU N times over; give each its share, unless the user set these already.
     threads = str(max(1, len(os.sched_getaffinity(0)) // n_workers))
