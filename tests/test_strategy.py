@@ -98,6 +98,17 @@ def test_a_sampler_needs_a_trial_count_or_a_budget(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_an_image_size_range_exits_2_naming_the_cell_and_creates_nothing(tmp_path: Path) -> None:
+    sheet = write_workbook(tmp_path / "s.xlsx", [*SPACE, ["image_size", 32, 48]])  # row 7
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "random", "--n-trials", "2",
+                                      "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    for fragment in ("s.xlsx", "sheet 'space'", "cell C7 (high)", "range of image sizes", "[48, 64]"):
+        assert fragment in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_broken_space_cell_exits_2_naming_the_cell_and_creates_nothing(tmp_path: Path) -> None:
     rows = [list(r) for r in SPACE]
     rows[2] = ["base_filters", None, None, None, "[4, eight]"]  # row 3, column E

@@ -532,9 +532,8 @@ def _image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strateg
             sizes.add(config.image_size)
         elif spec[0] == "categorical":
             sizes |= {int(v) for v in spec[1]}
-        else:
-            raise BcParetoError("a sampled image_size takes a list of choices (e.g. [48, 64]), not a "
-                                "range: each size is decoded once before the search")
+        else:  # a fixed value (low == high): space.py refuses a range
+            sizes.add(int(spec[1]))
     return sizes or {config.image_size}
 
 
