@@ -12,10 +12,12 @@ charging each model the seconds its curve says it trained:
 - a model stopped at rung e costs the seconds of its first e epochs and is told PRUNED;
 - a completed model costs all its epochs and is told COMPLETE with (final val_accuracy, size);
 - a proposal of an architecture this replay has already trained costs 0 s and is told the same
-  outcome again (the live search does the same);
+  outcome again, and the next proposal is a random draw (strategy.RepeatedProposals: the live
+  search's rule, the same code);
 - a replay ends when the seconds charged reach the grid's (every model trained to its last
-  epoch), when every point has been seen, or after 10 proposals per point (re-draws, below,
-  apart: at most 10 per point of the space).
+  epoch), when every point has been seen, after 25 proposals in a row of models it has (random
+  draws included; as the live search), or after 10 proposals per point (re-draws, below, apart:
+  at most 10 per point of the space).
 
 Figures, per sampler x halving over the seeds: the share of the reference hypervolume (the full
 table's front; size down, val_accuracy up; one fixed reference point from the full table) found
@@ -56,11 +58,12 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
 from bcpareto import hvtrace
 from bcpareto.errors import BcParetoError
 from bcpareto.halving import RungResult, decide, rungs
-from bcpareto.search import MAX_REPEATED_PROPOSALS
 from bcpareto.strategy import (  # the live search's
+    MAX_REPEATED_PROPOSALS,
     NSGA2_POPULATION,
     SAMPLERS,
     STARTUP_TRIALS,
+    RepeatedProposals,
 )
 
 MIN_EPOCHS = 1  # the first rung: every model is judged after one epoch
@@ -212,6 +215,7 @@ class Replay:
     ended_by: str  # "all seen", "seconds" (the grid's spent), "repeats" (25 known models in a row) or "proposals"
     wall_seconds: float
     told: list[tuple[int, str]] = field(default_factory=list)  # per proposal: grid id, state told
+    drawn: int = 0  # proposals that were random draws after a repeat (re-draws included)
 
     @property
     def charged(self) -> float:
@@ -237,10 +241,14 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
     outcome: dict[int, tuple[float, float] | None] = {}  # grid id -> told values; None: pruned
     rows: list[dict[str, Any]] = []
     told: list[tuple[int, str]] = []
-    proposals = duplicates = redraws = in_a_row = 0
+    proposals = duplicates = redraws = drawn = 0
+    repeated = RepeatedProposals(seed=seed)  # as the live search: after a repeat, random draws
     charged = 0.0
     while not (ended_by := _end(table, seen=len(outcome), charged=charged, asked=proposals - redraws,
                                 redraws=redraws)):
+        if sampler != "grid" and (values := repeated.values(distributions, number=len(study.trials))):
+            study.enqueue_trial(values)  # the trial's fixed values; the sampler still sees it
+            drawn += 1
         trial = study.ask(distributions)
         proposals += 1
         grid_id = table.ids[tuple(trial.params[name] for name in table.names)]
@@ -249,11 +257,10 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
             told.append((grid_id, "FAIL"))
             redraws += 1
             continue
-        if grid_id in outcome:
+        known = grid_id in outcome
+        if known:
             duplicates += 1
-            in_a_row += 1
         else:
-            in_a_row = 0
             entry = table.entries[grid_id]
             stopped_at = None
             for epoch in judged_at:
@@ -269,11 +276,11 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
         else:
             study.tell(trial, list(outcome[grid_id]))
         told.append((grid_id, "PRUNED" if outcome[grid_id] is None else "COMPLETE"))
-        if in_a_row >= MAX_REPEATED_PROPOSALS:  # as the live search: a converged sampler stops
+        if repeated.count(repeated=known):  # as the live search: the space has little left
             ended_by = "repeats"
             break
     return Replay(sampler, eta, seed, rows, proposals, duplicates, redraws, ended_by,
-                  time.perf_counter() - started, told)
+                  time.perf_counter() - started, told, drawn)
 
 
 # --- measures --------------------------------------------------------------------------------
@@ -303,8 +310,8 @@ def measure(result: Replay, table: Table, refs: Mapping[str, Reference]) -> dict
     total = table.reference_seconds
     figures: dict[str, Any] = {
         "seed": result.seed, "trained": len(result.rows), "stopped": len(result.stopped),
-        "proposals": result.proposals, "duplicates": result.duplicates, "redraws": result.redraws,
-        "charged_pct": 100 * result.charged / total, "ended_by": result.ended_by,
+        "proposals": result.proposals, "duplicates": result.duplicates, "drawn": result.drawn,
+        "redraws": result.redraws, "charged_pct": 100 * result.charged / total, "ended_by": result.ended_by,
         "wall_seconds": round(result.wall_seconds, 3),
     }
     for column, ref in refs.items():
@@ -320,7 +327,7 @@ def measure(result: Replay, table: Table, refs: Mapping[str, Reference]) -> dict
 def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Median and worst over the seeds; a share never reached counts as infinitely late."""
     summary: dict[str, Any] = {"replays": len(per_seed)}
-    for key in ("trained", "stopped", "duplicates", "redraws", "charged_pct"):
+    for key in ("trained", "stopped", "duplicates", "drawn", "redraws", "charged_pct"):
         summary[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
     ends = [s["ended_by"] for s in per_seed]
     summary["ended_by"] = {reason: ends.count(reason) for reason in sorted(set(ends))}
@@ -376,7 +383,7 @@ def machine() -> dict[str, Any]:
 def markdown(results: Mapping[str, dict[str, Any]], column: str) -> list[str]:
     head = (f"| sampler | halving | replays | share of ref HV at {BUDGET:.0%} of grid s (median / worst) "
             "| 98% at (median, % of grid s; reached) | 95% at (median; reached) "
-            "| models trained / stopped / duplicates (median) | s charged (median, % of grid) | ended by |")
+            "| models trained / stopped / duplicates / random draws (median) | s charged (median, % of grid) | ended by |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, summary in results.items():
         sampler, halving = label.split(" / ")
@@ -387,7 +394,7 @@ def markdown(results: Mapping[str, dict[str, Any]], column: str) -> list[str]:
         lines.append(
             f"| {sampler} | {halving} | {summary['replays']} | {part['median_share_at_budget']:.1%} / "
             f"{part['worst_share_at_budget']:.1%} | {reach[0]} | {reach[1]} | {summary['median_trained']:g} / "
-            f"{summary['median_stopped']:g} / {summary['median_duplicates']:g} | "
+            f"{summary['median_stopped']:g} / {summary['median_duplicates']:g} / {summary['median_drawn']:g} | "
             f"{summary['median_charged_pct']:.0f}% | {ends} |")
     return lines
 
@@ -496,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "references": {c: {"point_cost_space": r.point.tolist(), "hypervolume": r.volume} for c, r in refs.items()},
         "settings": {"seeds": args.seeds, "samplers": samplers, "etas": args.etas, "min_epochs": MIN_EPOCHS,
                      "budget": BUDGET, "shares": SHARES, "proposals_per_point": PROPOSALS_PER_POINT,
+                     "max_repeated_proposals": MAX_REPEATED_PROPOSALS, "after_a_repeat": "random draw",
                      "nsga2_population": NSGA2_POPULATION, "startup_trials": STARTUP_TRIALS, "skipped": skipped},
         "curve_pct_of_reference_seconds": _curve_x().tolist(),
         "results": results, "per_seed": per_seed, "noise": spread,
@@ -561,7 +569,10 @@ def _print_setting(
     halvings = ", ".join("none" if e is None else f"eta {e} (rungs {rungs(MIN_EPOCHS, table.epochs, e)})"
                          for e in args.etas)
     print(f"- halving: {halvings}; one worker, asynchronous; a replay ends at the grid's seconds, when every "
-          f"point is seen, or after {PROPOSALS_PER_POINT} proposals per point")
+          f"point is seen, after {MAX_REPEATED_PROPOSALS} proposals in a row of models it has, or after "
+          f"{PROPOSALS_PER_POINT} proposals per point")
+    print("- a proposal of a model the replay has is told its result again (0 s); the next proposal is a "
+          "random draw (strategy.RepeatedProposals, as the live search)")
     for name, why in skipped.items():
         print(f"- {name} skipped: {why}")
     print("- grid (sheet order) is deterministic: one replay each, whatever --seeds")

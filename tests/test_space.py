@@ -150,6 +150,8 @@ BAD_CELLS = {
     "block range": (replaced(9, ["block", 1, 2]), ["cell B9 (low)", "choices, not a range"]),
     "image too small": (replaced(11, ["image_size", 4, 48]),
                         ["cell B11 (low)", "4 is not a whole number of pixels from 8 to 512"]),
+    "image size range": (replaced(11, ["image_size", 48, 96]),
+                         ["cell C11 (high)", "range of image sizes", "choices", "[48, 64]"]),
     "unclosed choices": (replaced(8, ["dense_units", None, None, None, "[32, 64"]),
                          ["cell E8 (choices)", "not a Python-style list"]),
     "repeated choice": (replaced(8, ["dense_units", None, None, None, "[32, 32.0]"]),

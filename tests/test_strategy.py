@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import os
 import signal
 from pathlib import Path
@@ -19,7 +20,14 @@ from click.testing import CliRunner
 from bcpareto.cli import cli
 from bcpareto.gridspec import GridPoint
 from bcpareto.space import read_space
-from bcpareto.strategy import Limits, Strategy, encode
+from bcpareto.strategy import (
+    MAX_REPEATED_PROPOSALS,
+    Limits,
+    RepeatedProposals,
+    Strategy,
+    distributions,
+    encode,
+)
 
 from .conftest import BLOOD_CELLS, TINY_GRID, needs_data
 from .test_space import write_workbook
@@ -60,6 +68,24 @@ def _rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def stuck_sampler() -> Any:
+    """A sampler that always proposes the same model (each parameter's first choice or low
+    bound): a converged TPE over a small space, taken to the limit."""
+    import optuna
+
+    class Stuck(optuna.samplers.BaseSampler):
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+            return distribution.choices[0] if hasattr(distribution, "choices") else distribution.low
+
+    return Stuck()
+
+
 def _study(run_dir: Path) -> Any:
     import optuna
 
@@ -95,6 +121,17 @@ def test_a_sampler_needs_a_trial_count_or_a_budget(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "random", "--run-dir",
                                       str(tmp_path / "run")])
     assert result.exit_code == 2 and "--n-trials N or --budget-minutes M" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_image_size_range_exits_2_naming_the_cell_and_creates_nothing(tmp_path: Path) -> None:
+    sheet = write_workbook(tmp_path / "s.xlsx", [*SPACE, ["image_size", 32, 48]])  # row 7
+    result = CliRunner().invoke(cli, ["search", str(sheet), "--sampler", "random", "--n-trials", "2",
+                                      "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    for fragment in ("s.xlsx", "sheet 'space'", "cell C7 (high)", "range of image sizes", "[48, 64]"):
+        assert fragment in result.output, result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 
@@ -147,6 +184,29 @@ def test_a_grid_point_the_space_can_express_is_encoded_exactly(tmp_path: Path) -
                   GridPoint(3, (8,), (5,), ()),  # kernel 5 is not a choice
                   GridPoint(3, (8, 8), (3, 3), (), strides=(2, 1))):  # strides: not in the encoding
         assert encode(space, other) is None
+
+
+def test_after_a_repeated_proposal_the_next_is_a_random_draw(tmp_path: Path) -> None:
+    space = distributions(read_space(write_workbook(tmp_path / "s.xlsx", [
+        *SPACE, ["growth", 1, 2], ["width", 0.25, 4, "yes"], ["dense_units", 16, 256, "yes"]])))
+    rule = RepeatedProposals(seed=3)
+    assert rule.values(space, number=5) == {}  # no repeat yet: the sampler chooses
+    assert not rule.count(repeated=True)
+    draws = [rule.values(space, number=n) for n in range(200)]
+    assert draws[7] == RepeatedProposals(seed=3, in_a_row=1).values(space, number=7)  # seed and number fix it
+    assert draws[7] != RepeatedProposals(seed=4, in_a_row=1).values(space, number=7)
+    for name, distribution in space.items():
+        values = [d[name] for d in draws]
+        assert all(distribution._contains(distribution.to_internal_repr(v)) for v in values), name
+        if not distribution.single():
+            assert len(set(values)) > 1, name
+    assert {d["conv_blocks"] for d in draws} == {1, 2} and {d["block"] for d in draws} == {"conv", "separable"}
+    widths = [d["width"] for d in draws]  # log scale: about as many below 1 as above
+    assert 60 < sum(w < 1 for w in widths) < 140
+    assert not rule.count(repeated=False) and rule.values(space, number=9) == {}  # a new model: the sampler again
+    for _ in range(MAX_REPEATED_PROPOSALS - 1):
+        assert not rule.count(repeated=True)
+    assert rule.count(repeated=True)  # the 25th in a row: stop
 
 
 # --- successive halving's bookkeeping in the storage ---------------------------------------------
@@ -250,9 +310,9 @@ def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler
     study = _study(tmp_path / "run")
     assert f"-{sampler}-" in study.study_name
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 3  # exactly --n-trials models, trained or told as duplicates
     space = read_space(sheet)
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 3  # exactly --n-trials models; proposals of known ones are told on top
     for t in trials:
         assert t.state.name == "COMPLETE"
         assert set(t.params) == {"conv_blocks", "base_filters", "kernel", "dense_layers", "block"}
@@ -271,14 +331,47 @@ def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler
 @needs_data
 @train
 def test_a_model_sampled_again_is_told_not_trained(tmp_path: Path) -> None:
+    """A space of one model and --n-trials 2: the second model never comes; the search stops
+    after 25 proposals in a row of the one it has, each told, none trained."""
     fixed = [SPACE[0], ["conv_blocks", 1, 1], ["base_filters", 4, 4], ["kernel", None, None, None, "[3]"]]
     sheet = write_workbook(tmp_path / "s.xlsx", fixed)
     result = _search(tmp_path, sheet, "--sampler", "random", "--n-trials", "2")
     assert result.exit_code == 0, result.output
-    assert "the same model as trial 0" in result.output and "1 duplicates told, not trained" in result.output
+    assert "the same model as trial 0" in result.output, result.output
+    assert f"{MAX_REPEATED_PROPOSALS} proposals in a row (random draws included)" in result.output
+    assert f"{MAX_REPEATED_PROPOSALS} duplicates told, not trained" in result.output, result.output
     assert len(_rows(tmp_path / "run")) == 1
     status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
-    assert "1 completed" in status.output and "1 duplicate(s) not trained" in status.output, status.output
+    assert "1 completed" in status.output, status.output
+    assert f"{MAX_REPEATED_PROPOSALS} duplicate(s) not trained" in status.output, status.output
+
+
+@needs_data
+@train
+def test_a_sampler_stuck_on_one_model_still_trains_n_trials_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A converged sampler proposes a model the study has: that one is told, and the next is a
+    random draw, so --n-trials new models are trained (without the rule: 1, then 25 repeats)."""
+    import bcpareto.search
+
+    monkeypatch.setattr(bcpareto.search, "make_sampler", lambda strategy: stuck_sampler())
+    sheet = write_workbook(tmp_path / "s.xlsx", SPACE)  # 8 models
+    result = _search(tmp_path, sheet, "--sampler", "tpe", "--n-trials", "3")
+    assert result.exit_code == 0, result.output
+    trials = sorted(_study(tmp_path / "run").get_trials(deepcopy=False), key=lambda t: t.number)
+    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 3 and len(_rows(tmp_path / "run")) == 3, result.output
+    assert len({t.user_attrs["architecture"] for t in trained}) == 3
+    assert len({t.user_attrs["grid_id"] for t in trials}) == len(trials)  # every trial its own id
+    assert trials[0].user_attrs["sampled"] == "tpe" and "duplicate_of" not in trials[0].user_attrs
+    for before, after in itertools.pairwise(trials):  # after each repeat, a random draw
+        if "duplicate_of" in before.user_attrs:
+            assert after.user_attrs["sampled"] == "random draw after a repeat", result.output
+        else:
+            assert after.user_attrs["sampled"] == "tpe"  # the stuck sampler's: its first model again
+            assert "duplicate_of" in after.user_attrs
+    assert "the next sampled model is a random draw" in result.output
 
 
 @needs_data
@@ -404,10 +497,11 @@ def test_two_machines_sampling_one_study_on_postgresql_train_n_trials_once(tmp_p
     outs = [_finish(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
     trials = _trials(PG_URL, study)
-    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials), [t.state for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials), [t.state for t in trials]
     ids = [t.user_attrs["grid_id"] for t in trials]
-    assert len(set(ids)) == 4
+    assert len(set(ids)) == len(ids)
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 4  # --n-trials new models; proposals of known ones are told on top
     joined = "\n".join(outs)
     for t in trained:
         assert joined.count(f"grid point {t.user_attrs['grid_id']} done in") == 1, joined

@@ -224,7 +224,8 @@ def _h5_mb(point: Any, config: Any) -> float:
               "'space' sheet, with both objectives as a real Pareto front.")
 @click.option("--n-trials", type=click.IntRange(min=1), metavar="N",
               help="Sampled models in the study in all (stopped, infeasible and warm-start ones "
-              "count); the same command with a larger N continues.")
+              "count; a proposal of a model the study has does not); the same command with a "
+              "larger N continues.")
 @click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), metavar="M",
               help="Start no new model after M minutes of this command (the running one finishes).")
 @click.option("--warm-start", is_flag=True,

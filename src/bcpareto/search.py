@@ -43,7 +43,9 @@ from .storage import (
     storage_lock,
 )
 from .strategy import (
+    MAX_REPEATED_PROPOSALS,
     Limits,
+    RepeatedProposals,
     Strategy,
     architecture,
     distributions,
@@ -60,9 +62,6 @@ OBJECTIVES = (("val_accuracy", "maximize"), ("model_size(MB)", "minimize"))
 # a 4-unit dense layer in the middle of the stack); the search reports such points.
 CHANCE_LEVEL = 0.30
 STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost)"
-# A sampler that proposes this many models in a row that the study already has has converged (or
-# exhausted a small space): the search stops instead of spinning until its budget is spent.
-MAX_REPEATED_PROPOSALS = 25
 
 
 def default_study_name(grid_name: str, points: list[GridPoint], config: TrainConfig) -> str:
@@ -384,7 +383,7 @@ def run_search(
     first_sampled_id = max(by_id, default=-1) + 1  # sampled models' ids follow the sheet's
     pause_point("queued")
     waiting_for: list[tuple[int, int]] = []
-    repeated = 0  # duplicates proposed in a row
+    proposals = RepeatedProposals(seed=strategy.seed + 1000 * worker_index)  # after a repeat: random draws
     while True:
         interrupts.check()  # an interrupt swallowed by a finalizer stops here, before a claim
         if deadline is not None and time.perf_counter() >= deadline:
@@ -396,7 +395,10 @@ def run_search(
             optuna.storages.fail_stale_trials(study)
             claimed = claim_next(study, storage)
             if claimed is None and strategy.sampled and _may_sample(study, strategy):
-                study.enqueue_trial({}, user_attrs={"repeat": 0, "sampled": strategy.sampler},
+                drawn = proposals.values(distributions(strategy.space),  # the new trial's number
+                                         number=len(study.get_trials(deepcopy=False)))
+                sampled = "random draw after a repeat" if drawn else strategy.sampler
+                study.enqueue_trial(drawn, user_attrs={"repeat": 0, "sampled": sampled},
                                     skip_if_exists=False)
                 claimed = claim_next(study, storage)
             if claimed is not None:  # what this trial trains, fixed before the lock is let go
@@ -428,23 +430,22 @@ def run_search(
         same = _same_architecture(study, trial, point)
         if same is not None:  # a sampler proposed a model the study already has: no training
             echo(f"  {label}: the same model as trial {same.number} ({point.describe()}); "
-                 "its result is told again, nothing trained")
+                 "its result is told again, nothing trained; the next sampled model is a random draw")
             _tell_duplicate(study, trial, same)
             summary.duplicates += 1
-            repeated += 1
-            if repeated >= MAX_REPEATED_PROPOSALS:
-                echo(f"  the sampler proposed {repeated} models in a row that the study already has: "
-                     "it has little left to find in this space; stopping")
+            if proposals.count(repeated=True):
+                echo(f"  {MAX_REPEATED_PROPOSALS} proposals in a row (random draws included) were models "
+                     "the study already has: little is left to find in this space; stopping")
                 break
             continue
-        repeated = 0
+        proposals.count(repeated=False)
         try:  # every step of this point: whatever fails is this point's failure, with its reason
             retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
             if retry_of is not None:
                 echo(f"  {label}: retrying trial {retry_of}, whose worker stopped")
             if strategy.sampled:
-                echo(f"[{len(_units(study))}/{total or '?'}] {label} (trial {trial.number}"
-                     f"{', ' + strategy.sampler if 'sampled' in trial.user_attrs else ', grid'}): "
+                echo(f"[{len(_units(study))}/{total or '?'}] {label} (trial {trial.number}, "
+                     f"{trial.user_attrs.get('sampled', 'grid')}): "
                      f"{point.describe()} | elapsed {clock(time.perf_counter() - started)}"
                      + (f" | budget left {clock(deadline - time.perf_counter())}" if deadline else ""))
             elif estimate:
@@ -530,18 +531,20 @@ def _image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strateg
             sizes.add(config.image_size)
         elif spec[0] == "categorical":
             sizes |= {int(v) for v in spec[1]}
-        else:
-            raise BcParetoError("a sampled image_size takes a list of choices (e.g. [48, 64]), not a "
-                                "range: each size is decoded once before the search")
+        else:  # a fixed value (low == high): space.py refuses a range
+            sizes.add(int(spec[1]))
     return sizes or {config.image_size}
 
 
 def _units(study: optuna.Study) -> set[tuple[int, int]]:
-    return {u for u in map(unit_of, study.get_trials(deepcopy=False)) if u is not None}
+    """The study's models: (grid id, repeat) of every trial but the repeated proposals."""
+    return {u for t in study.get_trials(deepcopy=False)
+            if (u := unit_of(t)) is not None and "duplicate_of" not in t.user_attrs}
 
 
 def _may_sample(study: optuna.Study, strategy: Strategy) -> bool:
-    """Whether the study has room for one more sampled model (``n_trials`` counts every model)."""
+    """Whether the study has room for one more sampled model (``n_trials`` counts every model:
+    trained, stopped, infeasible, warm-start; a proposal of a model the study has is none)."""
     if strategy.n_trials is None:
         return True
     unassigned = [t for t in study.get_trials(deepcopy=False) if unit_of(t) is None]

@@ -33,7 +33,7 @@ image_size      input side in pixels (8-512)               the preset's image_si
 Block i has ``round(base_filters * growth**i)`` filters (at least 1); every dense layer has
 ``dense_units`` neurons (a constant width, the simplest fixed-length encoding; a funnel would
 be one more parameter). Kernel sizes take choices or one fixed value, not a range, since a
-range would sample even sizes.
+range would sample even sizes; image sizes too, since each is decoded once before the search.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class _Spec:
     choices_example: str  # e.g. "[3, 5, 7]"
     default: Any = None  # None: required (or derived, see SearchSpace.point)
     odd: bool = False  # kernel sizes: choices or a fixed value only
+    listed: bool = False  # image sizes: choices or a fixed value only
 
 
 _WHOLE = ("a whole number, at least 1", "whole numbers, at least 1")
@@ -113,9 +114,9 @@ PARAMETERS: dict[str, _Spec] = {
         f"block types out of {', '.join(BLOCK_TYPES)}", "", "[conv, separable]", "conv",
     ),
     "width": _Spec("float", lambda v: v > 0, *_POSITIVE, "low 0.5, high 1.5", "[0.5, 1]", 1.0),
-    "image_size": _Spec(
-        "int", lambda v: MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE, *_PIXELS, "low 48, high 96",
-        "[48, 64]", 0,
+    "image_size": _Spec(  # choices or one value: each size is decoded once, before the search
+        "int", lambda v: MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE, *_PIXELS, "low 48, high 48",
+        "[48, 64]", 0, listed=True,
     ),
 }
 REQUIRED = ("conv_blocks", "base_filters", "kernel")  # and dense_units when dense layers can exist
@@ -381,6 +382,12 @@ def _parse_row(
             problems.append(
                 f"{_ref(columns, 'high', number)}: a range of kernel sizes would sample even "
                 f"sizes; expected the same value as low, or choices, e.g. {spec.choices_example}"
+            )
+        elif spec.listed and bounds["low"] != bounds["high"]:
+            problems.append(
+                f"{_ref(columns, 'high', number)}: a range of image sizes cannot be decoded ahead "
+                "(the search decodes the images once per size before it starts); expected the "
+                f"same value as low, or choices in the choices cell, e.g. {spec.choices_example}"
             )
         if log_value and bounds["low"] <= 0:
             problems.append(

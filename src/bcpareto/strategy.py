@@ -8,7 +8,9 @@ of them see the two objectives as they are (a real Pareto front, not a weighted 
 device limits as constraints (Optuna's ``Trial.set_constraint``; feasible is <= 0).
 
 Successive halving over epochs (``eta``) is asynchronous and multi-objective (halving.py): it
-works with every sampler, the grid included. Nothing here imports TensorFlow.
+works with every sampler, the grid included. A proposal of a model the study already has is
+answered from the study, and the next proposal is a random draw (``RepeatedProposals``, shared
+with benchmarks/bench_search.py's replay). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 SAMPLERS = ("grid", "random", "tpe", "nsga2", "gp")
 NSGA2_POPULATION = 8  # small: a CPU search trains tens of models, not thousands
 STARTUP_TRIALS = 8  # tpe and gp draw at random until this many models are in (Optuna's default: 10)
+# A search whose proposals are models the study already has this many times in a row (random
+# draws included, see RepeatedProposals) has little left to find in its space: it stops.
+MAX_REPEATED_PROPOSALS = 25
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Strategy:
 
     sampler: str = "grid"
     space: SearchSpace | None = None
-    n_trials: int | None = None  # sampled models in all (the warm-start grid included)
+    n_trials: int | None = None  # sampled models in all (the warm-start grid included; repeats not)
     budget_minutes: float | None = None  # this process claims nothing new after this long
     warm_start: bool = False  # queue the grid sheet's points before the first sampled one
     eta: int | None = None  # successive halving over epochs when set
@@ -185,6 +190,66 @@ def make_sampler(strategy: Strategy) -> optuna.samplers.BaseSampler | None:
     if strategy.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     return None
+
+
+@dataclass
+class RepeatedProposals:
+    """What a search does when proposals repeat models the study already has (the live search
+    and benchmarks/bench_search.py's replay use this one rule).
+
+    A model-based sampler (tpe, gp, nsga2) that has converged over a small discrete space keeps
+    proposing the models it rates best, which the study already has. Each such proposal is told
+    the earlier result (the sampler learns from it) and trains nothing, but it finds nothing
+    either. So after a repeat the next proposal is a random draw over the space (uniform, as
+    Optuna's RandomSampler, seeded by the sampler's seed and the trial's number), queued as the
+    trial's fixed values, and the budget goes to new models; the draws go on while they repeat
+    too. ``MAX_REPEATED_PROPOSALS`` repeats in a row mean the space is (nearly) exhausted: stop.
+    Counted per worker: a worker's own proposals in a row.
+    """
+
+    seed: int
+    in_a_row: int = 0  # repeated proposals in a row
+
+    @property
+    def exploring(self) -> bool:
+        """Whether the next proposal is a random draw (the last one repeated a known model)."""
+        return self.in_a_row > 0
+
+    def values(self, space: dict[str, optuna.distributions.BaseDistribution], *,
+               number: int) -> dict[str, Any]:
+        """What to queue for trial ``number``: {} (the sampler chooses) or, after a repeat, a
+        random draw of every parameter. Draw under the study's lock, as the sampler would."""
+        import numpy as np
+
+        if not self.exploring:
+            return {}
+        rng = np.random.default_rng([self.seed, number])
+        return {name: _draw(distribution, rng) for name, distribution in space.items()}
+
+    def count(self, *, repeated: bool) -> bool:
+        """Count one proposal (``repeated``: of a model the study has); True: stop the search."""
+        self.in_a_row = self.in_a_row + 1 if repeated else 0
+        return self.in_a_row >= MAX_REPEATED_PROPOSALS
+
+
+def _draw(distribution: optuna.distributions.BaseDistribution, rng: Any) -> Any:
+    """One uniform value of an Optuna distribution (log ranges: uniform in the log)."""
+    import math
+
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return distribution.choices[int(rng.integers(len(distribution.choices)))]
+    low, high = distribution.low, distribution.high
+    if isinstance(distribution, IntDistribution):
+        step = distribution.step
+        if not distribution.log:
+            return int(low + step * int(rng.integers((high - low) // step + 1)))
+        value = math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))  # as Optuna rounds
+        return int(min(max(round(value), low), high))
+    if distribution.log:
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return float(rng.uniform(low, high))
 
 
 def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
