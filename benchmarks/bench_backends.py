@@ -5,7 +5,8 @@ on the cell, batch 32, flips, turns, brightness, zoom, Adam with a cosine schedu
 sample of real TRAIN images, each in a fresh process (KERAS_BACKEND is read once per process):
 
 - every installed backend (tensorflow, jax, torch) with bcpareto's input pipeline
-  (bcpareto.data.training_dataset: numpy batches, numpy augmentation);
+  (bcpareto.data.training_dataset: numpy batches, numpy augmentation; fit_input: made on
+  tf.data's threads under TensorFlow);
 - on TensorFlow also the tf.data pipeline bcpareto used before (whole-batch TF ops, kept below
   as the baseline), so the switch to one backend-neutral pipeline is measured;
 - thread layouts: one process with every core, against one process per core with one thread
@@ -55,8 +56,9 @@ def limit_threads(backend: str, threads: int, cpus: list[int] | None) -> None:
     if backend == "jax" and threads == 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as the bcpareto command sets it (cli.py)
 
 
 def configure_threads(backend: str, threads: int) -> None:
@@ -114,7 +116,7 @@ def child(args: argparse.Namespace) -> None:
     configure_threads(args.backend, args.threads)
     from bcpareto.backends import set_seed
     from bcpareto.config import load_config
-    from bcpareto.data import load_data_for, training_dataset
+    from bcpareto.data import fit_input, load_data_for, training_dataset
     from bcpareto.gridspec import read_grid
     from bcpareto.model import build_model
     from bcpareto.trial import compile_model
@@ -124,12 +126,15 @@ def child(args: argparse.Namespace) -> None:
     data = load_data_for(Path(args.data_dir), config)
     train = data.train
     if args.pipeline == "tfdata":
-        batches = tfdata_baseline(train, batch_size=config.batch_size, augment=config.augment, seed=0)
+        feed = tfdata_baseline(train, batch_size=config.batch_size, augment=config.augment, seed=0)
+        steps = -(-len(train) // config.batch_size)
+        fit_steps = None
     else:
         batches = training_dataset(train, batch_size=config.batch_size, augment=config.augment, seed=0)
+        feed = fit_input(batches, epochs=args.epochs)
+        steps = fit_steps = len(batches)
     set_seed(0)
     model = build_model(point, config=config)
-    steps = -(-len(train) // config.batch_size)
     compile_model(model, config, steps_per_epoch=steps)
     seconds: list[float] = []
 
@@ -142,13 +147,13 @@ def child(args: argparse.Namespace) -> None:
 
     cpu_start = time.process_time()
     wall_start = time.perf_counter()
-    model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Clock()])
+    model.fit(feed, epochs=args.epochs, steps_per_epoch=fit_steps, verbose=0, callbacks=[Clock()])
     cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
     steady = sorted(seconds[1:])[len(seconds[1:]) // 2]  # median of the epochs after the first
     print(json.dumps({
         "backend": args.backend, "pipeline": args.pipeline, "grid_id": args.grid_id, "threads": args.threads,
         "cpus": args.cpus, "n_train": len(train), "epoch_seconds": [round(s, 2) for s in seconds],
-        "images_per_second": len(train) / steady, "first_epoch_overhead_s": seconds[0] - steady,
+        "images_per_second": steps * config.batch_size / steady, "first_epoch_overhead_s": seconds[0] - steady,
         "cpu_busy": round(cpu_share, 2), "point": point.describe(),
     }))
 

@@ -8,7 +8,9 @@ of steps; only the input pipeline differs:
   on the cell with `bcpareto.data.crop_cell`, every epoch) with Keras preprocessing layers
   (RandomFlip, RandomRotation, RandomBrightness, RandomZoom) mapped over the batches;
 - bcpareto: images decoded once into a uint8 array (the cache of `bcpareto.data`), shuffled,
-  batched and augmented with whole-batch TF ops (`bcpareto.data.training_dataset`).
+  batched and augmented with whole-batch numpy (`bcpareto.data.training_dataset`), made on
+  tf.data's threads ahead of the step (`bcpareto.data.fit_input`). Until issue 15 the
+  augmentation was TF ops in tf.data; the figures in benchmarks/README.md are from then.
 
 It also measures this machine's float32 matrix-multiply peak (TensorFlow matmul, 2048x2048)
 and reports the fraction of it each pipeline reaches, counting 3 x 2 x MACs FLOPs per image
@@ -92,7 +94,7 @@ def main() -> None:
     from PIL import Image
 
     from bcpareto.config import load_config
-    from bcpareto.data import crop_cell, load_data_for, training_dataset
+    from bcpareto.data import crop_cell, fit_input, load_data_for, training_dataset
     from bcpareto.gridspec import read_grid
     from bcpareto.model import build_model, cost
     from bcpareto.trial import compile_model
@@ -143,7 +145,7 @@ def main() -> None:
     start = time.perf_counter()
     data = load_data_for(args.data_dir, config)
     load_seconds = time.perf_counter() - start
-    ours_ds = training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0)
+    ours_ds = fit_input(training_dataset(data.train, batch_size=bs, augment=config.augment, seed=0), epochs=1)
     ours = images_per_second(fresh_model(), ours_ds, steps=args.steps, batch_size=bs)
     ours_xla = images_per_second(fresh_model(jit_compile=True), ours_ds, steps=args.steps, batch_size=bs)
 

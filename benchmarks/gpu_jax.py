@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -145,9 +146,13 @@ def _search(env: dict, args: list[str], run_dir: Path, *, deadline: float) -> di
         proc = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(2)
-            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # Ctrl-C: the running model is marked not completed
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     rows = _rows(run_dir / "metrics_log.csv")
     per_model = [{"grid_id": r["grid_id"], "images_per_second": _ips(r), "train_seconds": r.get("train_seconds"),
                   "test_accuracy": r.get("test_accuracy"), "val_accuracy": r.get("val_accuracy")} for r in rows]

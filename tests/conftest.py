@@ -47,6 +47,8 @@ def tiny_grid(tmp_path: Path) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Decoded-image cache shared by the session's tests, never the user's ~/.cache."""
     monkeypatch.setenv("BCPARETO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # one search process unless a test asks for workers (--workers auto starts one per core)
+    monkeypatch.setenv("BCPARETO_WORKERS", "1")
 
 
 def copy_subset(dest: Path, *, per_class: int = 3, splits: tuple[str, ...] = ("TRAIN", "TEST")) -> Path:

@@ -110,6 +110,19 @@ def test_training_batches_are_full_the_remainder_waits_for_another_epoch() -> No
     assert len(training_dataset(_split(3), batch_size=4, augment=(), seed=0)[0][1]) == 3  # fewer than a batch
 
 
+@pytest.mark.skipif("tensorflow" not in INSTALLED, reason="the TensorFlow feed")
+def test_tensorflow_is_fed_the_same_batches_epoch_after_epoch() -> None:
+    from bcpareto.data import fit_input
+
+    batches = training_dataset(_split(12), batch_size=4, augment=("flip", "zoom"), seed=5)
+    fed = [(x.numpy(), y.numpy()) for x, y in fit_input(batches, epochs=2)]
+    assert len(fed) == 2 * len(batches)
+    for k, (x, y) in enumerate(fed):
+        want_x, want_y = batches.batch(k // len(batches), k % len(batches))
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(y, want_y)
+
+
 def test_the_same_seed_gives_the_same_augmented_batches_and_another_seed_others() -> None:
     split = _split(16)
     ops = ("flip", "rot90", "brightness", "contrast", "stain", "zoom")

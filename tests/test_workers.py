@@ -173,6 +173,20 @@ def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: 
     print(f"4 workers, sqlite: {wall:.1f} s wall, 4 trials, 4 CSV rows")
 
 
+@pytest.mark.slow  # subprocess workers
+@needs_data
+@train
+def test_the_default_on_a_cpu_is_a_worker_per_core(tmp_path: Path, data_dir: Path) -> None:
+    _setup(tmp_path, GRID_2)
+    env = _env(BCPARETO_WORKERS="auto", CUDA_VISIBLE_DEVICES="-1")
+    out = _finish(_start(tmp_path, "--run-dir", "run", "--data-dir", str(data_dir), env=env))
+    cores = min(4, len(os.sched_getaffinity(0)))
+    assert "Done: 2/2 grid points completed" in out, out
+    assert (f"[worker {cores}] started" in out) == (cores > 1), out
+    assert f"[worker {cores + 1}] started" not in out
+    _exactly_once(_trials(_sqlite(tmp_path / "run")), 2)
+
+
 @pytest.mark.slow
 @needs_data
 @train
@@ -385,6 +399,24 @@ def test_bad_heartbeat_settings_are_bad_input(
                                       str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert fragment in result.output
+
+
+def test_auto_workers_is_one_per_gpu_else_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bcpareto.workers import auto_workers
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    assert auto_workers() == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert auto_workers() == min(4, len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_worker_count_is_bad_input(tmp_path: Path, value: str) -> None:
+    _setup(tmp_path, GRID_2)
+    result = CliRunner().invoke(cli, ["search", str(tmp_path / "grid.xlsx"), "--workers", value,
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "expected a whole number >= 1 or auto" in result.output and not (tmp_path / "run").exists()
 
 
 def test_workers_are_pinned_one_gpu_each_and_share_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,29 @@ from .errors import (
 )
 from .quiet import VERBOSE_ENV
 
+# numpy's OpenBLAS keeps a pool of spinning threads that competes with the training step for the
+# cores; the input pipeline's matrix products (zoom) are small. Before numpy loads: with 1 thread
+# TensorFlow trained grid 0 of the edge grid at 354 images/s, with OpenBLAS's default 224 (here).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 SAMPLER_CHOICES = ("grid", "random", "tpe", "nsga2", "gp")  # strategy.SAMPLERS (not imported: --help stays fast)
+
+
+class WorkersType(click.ParamType):
+    """--workers: a count of at least 1, or auto."""
+
+    name = "workers"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is not a number of workers: expected a whole number >= 1 or auto", param, ctx)
+        return number
 
 
 class BadInput(click.ClickException):
@@ -200,9 +222,12 @@ def _h5_mb(point: Any, config: Any) -> float:
               "[default: sqlite file bcpareto.db in --run-dir]. The password is never printed.")
 @_study_option("Study name [default: from the sheet, preset and a hash of both, so the same "
                "command resumes]. Workers with the same --storage and --study share one grid.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+@click.option("--workers", type=WorkersType(), default="auto", show_default=True, metavar="N|auto",
+              envvar="BCPARETO_WORKERS", show_envvar=True,
               help="Worker processes on this machine, each pinned to one GPU (round robin) when "
-              "there are GPUs; on CPU they share the cores.")
+              "there are GPUs; on CPU they share the cores, one thread each. auto: one per GPU, "
+              "else one per core (at most 4): on 2 cores, 2 workers of 1 thread trained 1.5-1.9x "
+              "faster than 1 of 2 (benchmarks/bench_backends.py).")
 @click.option("--worker-index", type=int, hidden=True)  # set by --workers on the processes it starts
 @click.option("--edge/--no-edge", "edge_metrics", default=None,
               help="Measure TFLite fp32/fp16/int8 sizes, int8 TEST accuracy and CPU latency per "
@@ -251,7 +276,7 @@ def _h5_mb(point: Any, config: Any) -> float:
 def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
-    storage: str | None, study_name: str | None, workers: int, worker_index: int | None,
+    storage: str | None, study_name: str | None, workers: int | str, worker_index: int | None,
     edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str, teacher: str | None,
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool, fidelity: str,
     eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None,
@@ -280,7 +305,7 @@ def search(
     from .dataset import default_data_dir
     from .search import check_feature_maps, run_search
     from .storage import default_storage_url, heartbeat_settings, redact
-    from .workers import search_in_workers
+    from .workers import auto_workers, search_in_workers
 
     with _errors():
         backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
@@ -335,6 +360,10 @@ def search(
                        f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
                        f"distill_temperature {config.distill_temperature}")
         try:
+            if worker_index is not None:
+                workers = 1  # a worker of --workers trains here, never starts workers of its own
+            elif workers == "auto":
+                workers = auto_workers()
             if workers > 1:
                 outcome = search_in_workers(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,

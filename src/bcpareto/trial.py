@@ -17,7 +17,7 @@ import numpy as np
 from . import interrupts
 from .backends import set_seed
 from .config import TrainConfig
-from .data import DataSplits, Split, eval_dataset, training_dataset
+from .data import DataSplits, Split, eval_dataset, fit_input, training_dataset
 from .dataset import CLASSES
 from .errors import TrialFailed
 from .gridspec import GridPoint
@@ -139,10 +139,11 @@ def train_and_evaluate(
 
     # data
     train, val = data.train, data.val
-    train_ds = training_dataset(train, batch_size=config.batch_size, augment=config.augment,
-                                seed=config.seed + 1000 * repeat, targets=targets)
+    batches = training_dataset(train, batch_size=config.batch_size, augment=config.augment,
+                               seed=config.seed + 1000 * repeat, targets=targets)
+    train_ds = fit_input(batches, epochs=config.epochs)
     val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    steps_per_epoch = len(batches)
 
     # model: measured the earlier way, as .h5 right after compile
     model = build_model(point, config=config) if initial_model is None else initial_model
@@ -169,7 +170,8 @@ def train_and_evaluate(
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
     pause_point("train")
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, callbacks=callbacks
+        train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+        verbose=verbose, callbacks=callbacks,
     ).history
     last = {k: float(v[-1]) for k, v in history.items()}
     if config.teacher is not None:  # saved like any model: no custom loss that a plain load_model cannot find
