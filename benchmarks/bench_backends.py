@@ -49,7 +49,7 @@ def machine() -> str:
 
 # -- one measurement, in its own process ------------------------------------------------------------
 
-def limit_threads(backend: str, threads: int, cpus: list[int] | None) -> None:
+def limit_threads(backend: str, threads: int, cpus: list[int] | None, openblas: int = 1) -> None:
     """Before the backend is imported: at most ``threads`` compute threads, on ``cpus``."""
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -58,7 +58,7 @@ def limit_threads(backend: str, threads: int, cpus: list[int] | None) -> None:
                                    " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as the bcpareto command sets it (cli.py)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(openblas)  # 1: as the bcpareto command sets it (cli.py)
 
 
 def configure_threads(backend: str, threads: int) -> None:
@@ -110,7 +110,7 @@ def child(args: argparse.Namespace) -> None:
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
-    limit_threads(args.backend, args.threads, cpus)
+    limit_threads(args.backend, args.threads, cpus, args.openblas_threads)
     import keras
 
     configure_threads(args.backend, args.threads)
@@ -186,17 +186,23 @@ def main() -> None:
         p.add_argument("--data-dir", default=os.environ.get("BCPARETO_DATA") or str(ROOT.parent / "shared" / "blood-cells"))
         p.add_argument("--limit-per-class", type=int, default=400)
         p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--openblas-threads", type=int, default=1,
+                       help="numpy's OpenBLAS pool (bcpareto's CLI sets 1; OpenBLAS's own default is every core)")
     parser.add_argument("--grid-ids", type=int, nargs="+", default=[0, 6])
     parser.add_argument("--backends", nargs="+", default=[b for b in BACKENDS if importlib.util.find_spec(b)])
+    parser.add_argument("--pipelines-only", action="store_true",
+                        help="one process with every core per backend and pipeline; no thread layouts")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "backends" / "cpu.json")
     args = parser.parse_args()
     if args.command == "child":
         child(args)
         return
 
-    common = ["--data-dir", args.data_dir, "--limit-per-class", str(args.limit_per_class), "--epochs", str(args.epochs)]
+    common = ["--data-dir", args.data_dir, "--limit-per-class", str(args.limit_per_class), "--epochs", str(args.epochs),
+              "--openblas-threads", str(args.openblas_threads)]
     cores = sorted(os.sched_getaffinity(0))
-    print(f"Machine: {machine()}; backends installed: {', '.join(args.backends)}")
+    print(f"Machine: {machine()}; backends installed: {', '.join(args.backends)}; "
+          f"OpenBLAS threads: {args.openblas_threads}")
     print(f"edge preset, {args.limit_per_class} TRAIN images per class before the validation split, "
           f"{args.epochs} epochs per run (the first one's compile excluded from images/s)\n")
     print("| model | backend | pipeline | layout | images/s | first-epoch overhead (s) | CPU busy (cores) |")
@@ -212,7 +218,7 @@ def main() -> None:
             (result,) = run_children([job])
             rows.append({**result, "layout": f"1 process x {len(cores)} threads"})
             print(_line(rows[-1]), flush=True)
-        for backend in args.backends:  # one process per core, one thread each, at the same time
+        for backend in [] if args.pipelines_only else args.backends:  # a process per core, 1 thread each
             jobs = [["--backend", backend, "--grid-id", str(grid_id), "--threads", "1", "--cpus", str(c), *common]
                     for c in cores]
             results = run_children(jobs)

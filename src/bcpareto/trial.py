@@ -274,7 +274,7 @@ class _Curve:
 
 
 def _batch_end(batch: int) -> None:
-    if batch == 1:
+    if batch == 0:  # after the first step, still inside fit (a tiny test epoch has one batch)
         pause_point("fit")
     interrupts.check()
 
