@@ -226,7 +226,7 @@ def _h5_mb(point: Any, config: Any) -> float:
               envvar="BCPARETO_WORKERS", show_envvar=True,
               help="Worker processes on this machine, each pinned to one GPU (round robin) when "
               "there are GPUs; on CPU they share the cores, one thread each. auto: one per GPU, "
-              "else one per core (at most 4): on 2 cores, 2 workers of 1 thread trained 1.5-1.9x "
+              "else one per core (at most 4): on 2 cores, 2 workers of 1 thread trained 12-21% "
               "faster than 1 of 2 (benchmarks/bench_backends.py).")
 @click.option("--worker-index", type=int, hidden=True)  # set by --workers on the processes it starts
 @click.option("--edge/--no-edge", "edge_metrics", default=None,
@@ -285,8 +285,8 @@ def search(
     """Train one CNN per grid point and log each to metrics_log.csv.
 
     Runs as an Optuna study on a storage file in --run-dir: run the same command again after an
-    interruption and it trains only the points not yet completed. Uses the GPU when TensorFlow
-    sees one. Any number of searches (--workers N here, more on other machines with a
+    interruption and it trains only the points not yet completed. Uses the GPU when the Keras
+    backend sees one (KERAS_BACKEND=tensorflow|jax|torch, TensorFlow by default). Any number of searches (--workers N here, more on other machines with a
     PostgreSQL --storage) share the study's grid: each point is trained once; a point whose
     worker dies is retried after its heartbeats stop (BCPARETO_GRACE_SECONDS, default 90).
 

@@ -46,7 +46,7 @@ def visible_gpus() -> list[str]:
 def auto_workers() -> int:
     """``--workers auto``: one worker per GPU; without one, a worker per core, each with one
     thread, at most 4 (measured on 2 cores only: 2 workers of 1 thread trained the edge grid's
-    models 1.5-1.9x faster than one of 2 threads, benchmarks/bench_backends.py)."""
+    models 12-21% faster than one of 2 threads, benchmarks/bench_backends.py)."""
     gpus = visible_gpus()
     if gpus:
         return len(gpus)
