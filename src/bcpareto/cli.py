@@ -32,7 +32,7 @@ from .quiet import VERBOSE_ENV
 
 # numpy's OpenBLAS keeps a pool of spinning threads that competes with the training step for the
 # cores; the input pipeline's matrix products (zoom) are small. Before numpy loads: with 1 thread
-# TensorFlow trained grid 0 of the edge grid at 354 images/s, with OpenBLAS's default 224 (here).
+# TensorFlow trained grid 0 of the edge grid at 366 images/s, with 2 at 215 (bench_backends.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 SAMPLER_CHOICES = ("grid", "random", "tpe", "nsga2", "gp")  # strategy.SAMPLERS (not imported: --help stays fast)
