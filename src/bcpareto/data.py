@@ -395,7 +395,7 @@ def training_dataset(
     its images (and its targets, with the same index) from the decoded arrays. Every batch is
     full: the last ``len(split) % batch_size`` images of each epoch's order wait for the next
     epoch (another order), since a smaller last batch costs JAX a second compile of the
-    training step (13 s of a 20 s first epoch for grid point 0 of the edge grid, measured here).
+    training step, once per model.
 
     ``targets``: what each image's batches carry instead of its label, one row per image (a
     distilled student's label and teacher probabilities: distill.training_targets)."""
