@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from bcpareto.cli import cli
+from bcpareto.errors import StorageError
 from bcpareto.search import open_study
 from bcpareto.storage import open_storage, redact
 from bcpareto.workers import visible_gpus, worker_env
@@ -110,7 +111,7 @@ def _wait_for(url: str, predicate: Any, *, proc: subprocess.Popen[str], timeout:
         if Path(url.split("///", 1)[-1]).exists():
             try:
                 trials = _trials(url)
-            except IndexError:  # no study yet
+            except (IndexError, StorageError):  # no study yet (or the file made, its tables not yet)
                 trials = []
             if predicate(trials):
                 return trials
@@ -310,7 +311,8 @@ def test_ctrl_c_marks_trials_interrupted_and_a_rerun_resumes(tmp_path: Path, dat
     trials = _trials(url)
     assert not [t for t in trials if t.state.name == "RUNNING"], "a trial was left running"
     interrupted = [t for t in trials if t.state.name == "FAIL"]
-    assert interrupted and all(t.user_attrs["fail_reason"] == "interrupted" for t in interrupted)
+    assert interrupted and all(t.user_attrs["fail_reason"] == "interrupted" for t in interrupted), \
+        [t.user_attrs.get("fail_reason") for t in interrupted]
 
     out = _finish(_start(tmp_path, *args))
     assert "Done: 2/2 grid points completed" in out, out

@@ -28,6 +28,11 @@ def _handler(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def received() -> bool:
+    """Whether Ctrl-C or SIGTERM has arrived (an exception raised after it may be its doing)."""
+    return bool(_received)
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a signal was received (its first raise may have been swallowed)."""
     if _received:

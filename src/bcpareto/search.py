@@ -475,6 +475,9 @@ def run_search(
             _tell_failed(study, trial, "interrupted")
             raise
         except Exception as exc:
+            if interrupts.received():  # e.g. the KeyboardInterrupt turned into a TensorFlow error
+                _tell_failed(study, trial, "interrupted")  # on its way through TF's C++: requeued
+                raise KeyboardInterrupt from exc
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
             reason = redact(reason, url)
             _tell_failed(study, trial, reason[:1000])
