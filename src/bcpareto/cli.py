@@ -286,9 +286,10 @@ def search(
 
     Runs as an Optuna study on a storage file in --run-dir: run the same command again after an
     interruption and it trains only the points not yet completed. Uses the GPU when the Keras
-    backend sees one (KERAS_BACKEND=tensorflow|jax|torch, TensorFlow by default). Any number of searches (--workers N here, more on other machines with a
-    PostgreSQL --storage) share the study's grid: each point is trained once; a point whose
-    worker dies is retried after its heartbeats stop (BCPARETO_GRACE_SECONDS, default 90).
+    backend sees one (KERAS_BACKEND=tensorflow|jax|torch, TensorFlow by default). Any number of
+    searches (--workers N here, more on other machines with a PostgreSQL --storage) share the
+    study's grid: each point is trained once; a point whose worker dies is retried after its
+    heartbeats stop (BCPARETO_GRACE_SECONDS, default 90).
 
     \b
     Protocol (every preset but seed): models are selected on val_accuracy, 15% of TRAIN's
