@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # benchmarks/_machine.py, beside this script
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -37,14 +39,7 @@ from bcpareto.report import SIZE_COLUMN, plot_report  # noqa: E402
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_name(platform.processor() or "unknown CPU")
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
         f"{model}, {usable} usable cores ({os.cpu_count()} visible); {platform.system()} "
