@@ -214,6 +214,19 @@ def test_edge_metrics_gives_flat_csv_columns(trained):
     assert abs(report.metrics["int8_test_accuracy"] - trained["keras_accuracy"]) <= 0.05
 
 
+@pytest.mark.train
+@pytest.mark.slow
+def test_one_export_for_every_precision_gives_the_bytes_of_one_export_each(trained):
+    """measure_edge converts fp32, fp16 and int8 from one SavedModel (edge.convert_all): each file
+    is byte for byte the one a separate convert() call, with its own export, writes."""
+    shared = edge.convert_all(trained["model"], representative_images=trained["train_images"])
+    assert list(shared) == ["fp32", "fp16", "int8"]
+    assert shared["int8"] == trained["int8"]
+    for precision in ("fp32", "fp16"):
+        assert shared[precision] == edge.convert(trained["model"], precision=precision)
+    assert len(set(shared.values())) == 3  # three different files, not one copied
+
+
 # --- files ------------------------------------------------------------------------------------
 
 

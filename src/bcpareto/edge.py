@@ -73,9 +73,23 @@ def convert(
     probability = value / 256. Integer I/O keeps the whole graph integer (no float Quantize or
     Dequantize ops), which integer-only hardware (Edge TPU, MCUs) requires.
     """
-    check_choice(precision, PRECISIONS, what="precision")
+    return convert_all(model, precisions=(precision,), representative_images=representative_images,
+                       strip_names=strip_names)[precision]
+
+
+def convert_all(
+    model: keras.Model,
+    *,
+    precisions: tuple[str, ...] = PRECISIONS,
+    representative_images: np.ndarray | None = None,
+    strip_names: bool = False,
+) -> dict[str, bytes]:
+    """``convert`` for several precisions from one SavedModel export: the same bytes as one
+    ``convert`` call per precision (tested), without writing the inference graph out each time."""
+    for precision in precisions:
+        check_choice(precision, PRECISIONS, what="precision")
     input_shape = model_input_shape(model)
-    if precision == "int8":
+    if "int8" in precisions:
         if representative_images is None or len(representative_images) == 0:
             raise ExportError(
                 "int8 conversion needs representative_images: 100-200 raw training images "
@@ -85,23 +99,26 @@ def convert(
 
     import tensorflow as tf
 
+    flatbuffers: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="bcpareto-savedmodel-") as saved_model_dir:
         _export_saved_model(model, saved_model_dir)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        if precision == "fp16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif precision == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = _representative_dataset(representative_images)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
-        try:
-            flatbuffer = bytes(converter.convert())
-        except Exception as exc:  # the converter raises several unrelated types (ConverterError, ...)
-            raise ExportError(f"TFLite {precision} conversion failed: {exc}") from exc
-    return _strip_names(flatbuffer) if strip_names else flatbuffer
+        for precision in precisions:
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+            if precision == "fp16":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            elif precision == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = _representative_dataset(representative_images)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.uint8
+                converter.inference_output_type = tf.uint8
+            try:
+                flatbuffer = bytes(converter.convert())
+            except Exception as exc:  # the converter raises several unrelated types (ConverterError, ...)
+                raise ExportError(f"TFLite {precision} conversion failed: {exc}") from exc
+            flatbuffers[precision] = _strip_names(flatbuffer) if strip_names else flatbuffer
+    return flatbuffers
 
 
 def _strip_names(flatbuffer: bytes) -> bytes:
@@ -291,11 +308,8 @@ def measure_edge(
       latency_num_threads                               thread count the latencies used
     protocol: how those were measured, for the model card. tflite_models: bytes by precision.
     """
-    models = {
-        "fp32": convert(model, precision="fp32", strip_names=strip_names),
-        "fp16": convert(model, precision="fp16", strip_names=strip_names),
-        "int8": convert(model, precision="int8", representative_images=train_images, strip_names=strip_names),
-    }
+    models = convert_all(model, precisions=("fp32", "fp16", "int8"), representative_images=train_images,
+                         strip_names=strip_names)
     scores = evaluate_tflite(models["int8"], images=test_images, labels=test_labels, num_threads=num_threads)
     int8_latency = measure_latency(models["int8"], runs=runs, warmup=warmup, num_threads=num_threads)
     fp32_latency = measure_latency(models["fp32"], runs=runs, warmup=warmup, num_threads=num_threads)
