@@ -168,6 +168,10 @@ def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: 
     _csv(tmp_path / "run", 4)
     for gid in range(4):
         assert out.count(f"grid point {gid} done in") == 1, out
+    # each model's line tells the study's progress, the worker's elapsed time and the study's ETA
+    starts = [line for line in out.splitlines() if "completed in the study) | elapsed " in line]
+    assert len(starts) == 4, out
+    assert all(" | ETA " in line for line in starts), out
     status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
     assert status.exit_code == 0, status.output
     assert "4 grid points: 4 completed, 0 running, 0 failed, 0 waiting; 0 remaining" in status.output
@@ -434,6 +438,7 @@ def test_workers_are_pinned_one_gpu_each_and_share_the_cpu(monkeypatch: pytest.M
         monkeypatch.delenv(var, raising=False)
     cpu = worker_env(0, n_workers=64, gpus=[], storage_url="sqlite:///x")
     assert cpu["TF_NUM_INTRAOP_THREADS"] == "1" and cpu["BCPARETO_STORAGE"] == "sqlite:///x"
+    assert cpu["BCPARETO_WORKER_COUNT"] == "64"  # the study's ETA shares its work among them
     assert "intra_op_parallelism_threads=1" in cpu["XLA_FLAGS"]  # JAX's pool too
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == []

@@ -40,6 +40,27 @@ def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[Grid
     return lambda p: max(t0 + slope * (macs(p) - m0), 1e-4)
 
 
+def study_eta(done: list[tuple[int, float]], left: list[int], *, workers: int) -> float | None:
+    """Seconds until the study's last model is done, for a worker of several (``--workers N``).
+
+    ``done``: (multiply-adds, wall seconds) of the models the study has finished, any worker's;
+    ``left``: the multiply-adds of each model not finished yet. Each model left is predicted by
+    the least-squares line of wall seconds on multiply-adds through ``done`` (the mean, while
+    ``done`` holds one size only; never below the fastest model done), and the sum is shared
+    by ``workers``. None before any model is done: nothing measured to go by yet.
+    """
+    if not done:
+        return None
+    n = len(done)
+    mean_m = sum(m for m, _ in done) / n
+    mean_s = sum(s for _, s in done) / n
+    spread = sum((m - mean_m) ** 2 for m, _ in done)
+    slope = sum((m - mean_m) * (s - mean_s) for m, s in done) / spread if spread else 0.0
+    floor = min(s for _, s in done)
+    total = sum(max(floor, mean_s + max(0.0, slope) * (m - mean_m)) for m in left)
+    return total / max(1, workers)
+
+
 def clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -66,8 +87,8 @@ class Progress:
         self.echo(f"Estimated time for {len(self.todo)} model(s): {clock(total)} "
                   "(from a short measured calibration; refined as models finish)")
         if total > 3600:
-            presets = {"quick": "the `quick` preset (16 small CNNs, 48 px, 2 epochs: ~17 min on a 2-core CPU)",
-                       "edge": "the `edge` preset (the same grid at 64 px, 5 epochs: ~53 min)"}
+            presets = {"quick": "the `quick` preset (16 small CNNs, 48 px, 2 epochs: 5-23 min on a 2-core CPU)",
+                       "edge": "the `edge` preset (the same grid at 64 px, 5 epochs: 16-53 min)"}
             helps = [text for name, text in presets.items() if name != self.config.name]
             helps += ["`--limit-per-class N` (N images per class) for a first look",
                       "a GPU (`pip install 'tensorflow[and-cuda]'`)",

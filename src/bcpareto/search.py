@@ -33,7 +33,7 @@ from .gridspec import GridPoint
 from .metrics_log import completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
-from .progress import Progress, calibrate, clock, unit_label
+from .progress import Progress, calibrate, clock, study_eta, unit_label
 from .runs import save_record, study_dir
 from .storage import (
     HEARTBEAT_SECONDS,
@@ -451,8 +451,10 @@ def run_search(
             elif estimate:
                 progress.start(point, repeat)
             else:  # one of several workers: its own count would mislead, the study's does not
-                echo(f"{label}: {point.describe()} (trial {trial.number}; "
-                     f"{len(completed_rows(study))}/{total} completed in the study)")
+                rows = completed_rows(study)
+                echo(f"{label}: {point.describe()} (trial {trial.number}; {len(rows)}/{total} completed in "
+                     f"the study) | elapsed {clock(time.perf_counter() - started)} | "
+                     + _study_eta(rows, todo, config=config))
             infeasible = None
             if strategy.limits.any():
                 infeasible = check_limits(point, config=config, limits=strategy.limits,
@@ -606,6 +608,23 @@ def _suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
     if isinstance(distribution, IntDistribution):
         return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
     return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+def _study_eta(rows: list[dict[str, Any]], todo: list[tuple[GridPoint, int]], *, config: TrainConfig) -> str:
+    """'ETA h:mm:ss' for the study, from its finished models' wall seconds (progress.study_eta)."""
+    from .workers import WORKER_COUNT_ENV
+
+    done = {(int(r["grid_id"]), int(r.get("repeat") or 0)) for r in rows}
+    finished = [(int(r["macs"]), float(r["wall_seconds"])) for r in rows
+                if r.get("macs") not in (None, "") and r.get("wall_seconds") not in (None, "")]
+    left = [cost(p, image_size=config.at(p).image_size, channels=config.channels, padding=config.padding).macs
+            for p, repeat in todo if (p.grid_id, repeat) not in done]
+    try:
+        workers = int(os.environ.get(WORKER_COUNT_ENV, "1"))
+    except ValueError:
+        workers = 1
+    eta = study_eta(finished, left, workers=workers)
+    return "ETA after the first model" if eta is None else f"ETA {clock(eta)}"
 
 
 def _same_architecture(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .status import StudyStatus
 
 STORAGE_ENV = "BCPARETO_STORAGE"  # --storage's environment variable: keeps a password out of `ps`
+WORKER_COUNT_ENV = "BCPARETO_WORKER_COUNT"  # set for each worker: how many share this machine's study
 
 
 def visible_gpus() -> list[str]:
@@ -65,6 +66,7 @@ def worker_env(index: int, *, n_workers: int, gpus: list[str], storage_url: str)
     env = dict(os.environ)
     env[STORAGE_ENV] = storage_url
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the parent as they are printed
+    env[WORKER_COUNT_ENV] = str(n_workers)  # each worker's ETA shares the study's work among them
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         if n_workers > len(gpus):  # workers share a GPU: none may take its memory up front
