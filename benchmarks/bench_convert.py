@@ -36,6 +36,9 @@ def main() -> None:
 
     import numpy as np
 
+    from bcpareto.quiet import import_tensorflow
+
+    import_tensorflow()  # TensorFlow's start-up logs hidden, as the bcpareto command hides them
     from bcpareto.config import load_config
     from bcpareto.edge import convert, convert_all
     from bcpareto.gridspec import read_grid
