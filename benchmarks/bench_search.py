@@ -226,7 +226,7 @@ class Replay:
         return [row["grid_id"] for row in self.rows if row["stopped_at_epoch"] is not None]
 
 
-def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
+def replay(table: Table, *, sampler: str, eta: int | None, seed: int, min_epochs: int = MIN_EPOCHS) -> Replay:
     """Replay one search on one worker: ask, look the model up, judge it at each rung, tell."""
     import optuna
 
@@ -236,7 +236,7 @@ def replay(table: Table, *, sampler: str, eta: int | None, seed: int) -> Replay:
     if sampler == "grid":
         for grid_id in sorted(table.entries):
             study.enqueue_trial(table.assignments[grid_id])
-    judged_at = rungs(MIN_EPOCHS, table.epochs, eta) if eta else []
+    judged_at = rungs(min_epochs, table.epochs, eta) if eta else []
     at_rung: dict[int, list[RungResult]] = {epoch: [] for epoch in judged_at}
     outcome: dict[int, tuple[float, float] | None] = {}  # grid id -> told values; None: pruned
     rows: list[dict[str, Any]] = []
@@ -444,7 +444,7 @@ def plot(results: Mapping[str, dict[str, Any]], path: Path, *, title: str) -> Pa
 
 def replay_all(
     table: Table, refs: Mapping[str, Reference], *, samplers: Sequence[str], etas: Sequence[int | None],
-    seeds: int,
+    seeds: int, min_epochs: int = MIN_EPOCHS,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Every sampler x halving over the seeds (grid once: it is deterministic): the summaries
     and each replay's own figures, keyed by "sampler / halving"."""
@@ -453,7 +453,7 @@ def replay_all(
     for sampler in samplers:
         for eta in etas:
             label = f"{sampler} / {'no halving' if eta is None else f'eta {eta}'}"
-            figures = [measure(replay(table, sampler=sampler, eta=eta, seed=seed), table, refs)
+            figures = [measure(replay(table, sampler=sampler, eta=eta, seed=seed, min_epochs=min_epochs), table, refs)
                        for seed in range(1 if sampler == "grid" else seeds)]
             results[label] = summarise(figures)
             for one in figures:  # the JSON keeps the median curves, not every seed's
@@ -484,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print_setting(table, refs, args=args, skipped=skipped)
 
     started = time.perf_counter()
-    results, per_seed = replay_all(table, refs, samplers=samplers, etas=args.etas, seeds=args.seeds)
+    results, per_seed = replay_all(table, refs, samplers=samplers, etas=args.etas, seeds=args.seeds,
+                                   min_epochs=args.min_epochs)
     wall = time.perf_counter() - started
     spread = noise(table, refs)
     info = machine()
@@ -501,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "partial": bool(table.missing), "missing_grid_ids": table.missing, "epochs": table.epochs,
         "reference_seconds": table.reference_seconds,
         "references": {c: {"point_cost_space": r.point.tolist(), "hypervolume": r.volume} for c, r in refs.items()},
-        "settings": {"seeds": args.seeds, "samplers": samplers, "etas": args.etas, "min_epochs": MIN_EPOCHS,
+        "settings": {"seeds": args.seeds, "samplers": samplers, "etas": args.etas, "min_epochs": args.min_epochs,
                      "budget": BUDGET, "shares": SHARES, "proposals_per_point": PROPOSALS_PER_POINT,
                      "max_repeated_proposals": MAX_REPEATED_PROPOSALS, "after_a_repeat": "random draw",
                      "nsga2_population": NSGA2_POPULATION, "startup_trials": STARTUP_TRIALS, "skipped": skipped},
@@ -524,6 +525,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the workbook the search ran (space and grid sheets) [default: %(default)s]")
     parser.add_argument("--study", help="the study folder under RUN_DIR/runs, where there are several")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler x halving [default: 20]")
+    parser.add_argument("--min-epochs", type=int, default=MIN_EPOCHS,
+                        help="halving's first rung, as search --min-epochs [default: %(default)s]")
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated, out of %(default)s")
     parser.add_argument("--etas", default="none,2,3",
                         help="halving: none or eta (>= 2), comma-separated [default: %(default)s]")
@@ -566,7 +569,7 @@ def _print_setting(
     for column, ref in refs.items():
         print(f"- reference front ({X} down, {column} up): hypervolume {ref.volume:.6g} against the point "
               f"({ref.point[0]:.4g} MB, {-ref.point[1]:.4f})")
-    halvings = ", ".join("none" if e is None else f"eta {e} (rungs {rungs(MIN_EPOCHS, table.epochs, e)})"
+    halvings = ", ".join("none" if e is None else f"eta {e} (rungs {rungs(args.min_epochs, table.epochs, e)})"
                          for e in args.etas)
     print(f"- halving: {halvings}; one worker, asynchronous; a replay ends at the grid's seconds, when every "
           f"point is seen, after {MAX_REPEATED_PROPOSALS} proposals in a row of models it has, or after "
