@@ -254,3 +254,16 @@ def test_main_refuses_a_partial_table_with_a_message(run, capsys) -> None:
     (folder / "grid_0.json").unlink()
     assert bench.main([str(run_dir), "--sheet", str(sheet), "--seeds", "1"]) == 1
     assert "--allow-partial" in capsys.readouterr().err
+
+
+def test_the_committed_reference_table_covers_the_space_and_replays() -> None:
+    """benchmarks/results/search/searchref holds the records of every point of
+    configs/search_space.xlsx (learning curves, no model files): a clone replays without training."""
+    committed = ROOT / "benchmarks" / "results" / "search" / "searchref"
+    loaded = bench.load_table(committed, ROOT / "configs" / "search_space.xlsx")
+    assert len(loaded.entries) == len(loaded.assignments) == 64 and not loaded.missing
+    assert loaded.epochs == 4 and len(loaded.repeats) >= 4  # a second seed of some points: the noise
+    assert not list(committed.rglob("*.keras")) and not list(committed.rglob("*.tflite"))
+    result = bench.replay(loaded, sampler="tpe", eta=2, seed=0)
+    assert result.rows and result.charged <= loaded.reference_seconds * (1 + 1e-9)
+    assert result.stopped, "halving at eta 2 stops some of the 64 models"
