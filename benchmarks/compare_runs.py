@@ -26,7 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bcpareto.pareto import hypervolume, nondominated_mask, to_costs  # noqa: E402
+from bcpareto.pareto import default_reference, hypervolume, nondominated_mask, to_costs  # noqa: E402
 
 SIZE, VAL, TEST, INT8 = "tflite_int8_mb", "val_accuracy", "test_accuracy", "int8_test_accuracy"
 
@@ -54,11 +54,10 @@ def main() -> None:
     runs = runs_of(args.csv)
     if len(runs) < 2:
         raise SystemExit(f"need two runs to compare, found {len(runs)} in {', '.join(map(str, args.csv))}")
-    every = pd.concat(runs.values())
-    sizes, accuracies = every[SIZE].to_numpy(float), every[[VAL, INT8]].to_numpy(float)
-    span = lambda v: v.max() - v.min()  # noqa: E731
-    ref_size = sizes.max() + 0.1 * span(sizes)
-    ref_acc = {c: accuracies[:, i].min() - 0.1 * span(accuracies[:, i]) for i, c in enumerate((VAL, INT8))}
+    every = pd.concat(runs.values())  # one reference point for every run: bcpareto plot's default rule
+    ref_val = default_reference(to_costs(every[[SIZE, VAL]].to_numpy(float), directions=["min", "max"]))
+    ref_int8 = default_reference(to_costs(every[[SIZE, INT8]].to_numpy(float), directions=["min", "max"]))
+    ref_size, ref_acc = float(ref_val[0]), {VAL: float(-ref_val[1]), INT8: float(-ref_int8[1])}
 
     out: dict = {"reference": {"size": ref_size, **ref_acc}, "runs": {}, "pairs": []}
     print(f"Reference point shared by every run: {SIZE} {ref_size:.4f}, {VAL} {ref_acc[VAL]:.4f}, "
