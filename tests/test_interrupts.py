@@ -28,6 +28,8 @@ LOADED = {"BCPARETO_GRACE_SECONDS": "30"}
 CASES = [
     # (phase, signal, workers, rerun afterwards)
     ("queued", signal.SIGINT, 1, False),
+    ("claimed", signal.SIGINT, 1, True),  # held back until the claimed trial can be marked
+    ("claimed", signal.SIGTERM, 2, False),
     ("train", signal.SIGINT, 1, True),
     ("convert", signal.SIGINT, 1, False),
     ("csv", signal.SIGINT, 1, True),
@@ -87,7 +89,7 @@ def test_a_signal_at_each_phase_stops_the_search_cleanly(
     failed = [t for t in trials if t.state.name == "FAIL"]
     reasons = [(t.number, t.user_attrs.get("fail_reason"), t.user_attrs.get("worker")) for t in failed]
     assert all(reason == "interrupted" for _, reason, _ in reasons), (reasons, out)
-    if phase in ("train", "fit", "convert"):
+    if phase in ("claimed", "train", "fit", "convert"):
         assert failed, "the trial stopped mid-way is not marked interrupted"
     if phase == "csv":
         assert [t for t in trials if t.state.name == "COMPLETE"], "the finished trial was lost"

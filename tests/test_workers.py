@@ -247,6 +247,29 @@ def test_concurrent_enqueue_is_exactly_once(tmp_path: Path, backend: str, reques
     assert {t.state.name for t in trials} == {"WAITING"}
 
 
+def test_opening_a_new_file_retries_a_lost_table_creation_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that start together race to create an empty file's tables; the loser's "already
+    exists" is retried under the file's lock (a second try once failed: the lock's context
+    manager was reused, and a generator's enters only once)."""
+    import optuna
+
+    real = optuna.storages.RDBStorage
+    calls: list[str] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        calls.append("try")
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) table studies already exists")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(f"sqlite:///{tmp_path / 'race.db'}")
+    assert calls == ["try", "try"]
+    assert storage.get_all_studies() == []
+
+
 def test_a_named_study_refuses_another_grid(tmp_path: Path) -> None:
     from bcpareto.config import TrainConfig
     from bcpareto.errors import BcParetoError

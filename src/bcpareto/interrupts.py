@@ -11,10 +11,12 @@ script inherits SIGINT ignored, and Python then installs none.
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from typing import Any
+from typing import Any, Iterator
 
 _received: list[int] = []
+_deferring: list[bool] = []
 
 
 def install() -> None:
@@ -25,7 +27,23 @@ def install() -> None:
 
 def _handler(signum: int, frame: Any) -> None:
     _received.append(signum)
-    raise KeyboardInterrupt
+    if not _deferring:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside this block a signal is recorded but not raised; ``check()`` raises it afterwards.
+
+    For steps that must not be cut in two, e.g. claiming a trial (WAITING -> RUNNING) and
+    handing it to the code that marks it failed on an interrupt: a KeyboardInterrupt between
+    the two would leave the trial RUNNING until its heartbeats went stale.
+    """
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
 
 
 def received() -> bool:

@@ -4,7 +4,8 @@ With BCPARETO_PAUSE_AT=<phase>[,<phase>...] and BCPARETO_PAUSE_DIR=<folder>, a p
 one of those phases writes ``<folder>/<phase>.<pid>`` and sleeps (up to a minute) so the test can
 send SIGINT or SIGTERM at exactly that point. Unset (always, outside tests) it does nothing.
 Phases: queued (study queued, no trial claimed yet; the --workers parent before starting
-workers), train (a trial claimed and running, before fit), fit (inside fit, after its second
+workers), claimed (a trial just claimed, the study's lock still held, interrupts held back),
+train (a trial claimed and running, before fit), fit (inside fit, after its second
 batch), convert (before the TFLite conversion), csv (a trial told complete, before
 metrics_log.csv is rewritten).
 """
@@ -15,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from . import interrupts
+
 
 def pause_point(phase: str) -> None:
     wanted = os.environ.get("BCPARETO_PAUSE_AT")
@@ -23,5 +26,5 @@ def pause_point(phase: str) -> None:
     folder = Path(os.environ.get("BCPARETO_PAUSE_DIR") or ".")
     (folder / f"{phase}.{os.getpid()}").write_text("")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the signal's KeyboardInterrupt ends this sleep
+    while time.monotonic() < deadline and not interrupts.received():  # or its KeyboardInterrupt
         time.sleep(0.05)

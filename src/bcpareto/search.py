@@ -391,54 +391,67 @@ def run_search(
                  "(the same command with a larger --budget-minutes continues the study)")
             summary.budget_spent = True
             break
-        with storage_lock(storage, url, name):
-            optuna.storages.fail_stale_trials(study)
-            claimed = claim_next(study, storage)
-            if claimed is None and strategy.sampled and _may_sample(study, strategy):
-                drawn = proposals.values(distributions(strategy.space),  # the new trial's number
-                                         number=len(study.get_trials(deepcopy=False)))
-                sampled = "random draw after a repeat" if drawn else strategy.sampler
-                study.enqueue_trial(drawn, user_attrs={"repeat": 0, "sampled": sampled},
-                                    skip_if_exists=False)
-                claimed = claim_next(study, storage)
-            if claimed is not None:  # what this trial trains, fixed before the lock is let go
-                try:
-                    point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
-                                    first_sampled_id=first_sampled_id)
-                except Exception as exc:
-                    reason = f"could not draw a model: {type(exc).__name__}: {exc}"
-                    _tell_failed(study, claimed[0], reason[:1000])
-                    summary.failed.append(f"trial {claimed[0].number}: {reason[:300]}")
-                    echo(f"  FAILED trial {claimed[0].number}: {reason[:300]}")
-                    continue
-        if claimed is None:
-            running = _running(study)
-            if not running:
-                break
-            if running != waiting_for:
-                echo(f"  nothing left to claim; waiting for "
-                     f"{', '.join(unit_label(*u) for u in running)} running elsewhere (taken over if their "
-                     "worker stops sending heartbeats)")
-                waiting_for = running
-            time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
-            continue
-        waiting_for = []
-        trial, trial_id = claimed
-        trial.set_user_attr("worker", worker)
-        repeat = int(trial.user_attrs.get("repeat", 0))
-        label = unit_label(point.grid_id, repeat)
-        same = _same_architecture(study, trial, point)
-        if same is not None:  # a sampler proposed a model the study already has: no training
-            echo(f"  {label}: the same model as trial {same.number} ({point.describe()}); "
-                 "its result is told again, nothing trained; the next sampled model is a random draw")
-            _tell_duplicate(study, trial, same)
-            summary.duplicates += 1
-            if proposals.count(repeated=True):
-                echo(f"  {MAX_REPEATED_PROPOSALS} proposals in a row (random draws included) were models "
-                     "the study already has: little is left to find in this space; stopping")
-                break
-            continue
-        proposals.count(repeated=False)
+        # An interrupt is held back during the claim and, once a trial is claimed, marks it
+        # failed ("interrupted", requeued) up to the try below that does the same: otherwise it
+        # could leave the claimed trial RUNNING until its heartbeats went stale.
+        claimed = None
+        try:
+            with interrupts.deferred(), storage_lock(storage, url, name):
+                optuna.storages.fail_stale_trials(study)
+                if not interrupts.received():  # none is claimed after Ctrl-C (raised below)
+                    claimed = claim_next(study, storage)
+                if (claimed is None and strategy.sampled and not interrupts.received()
+                        and _may_sample(study, strategy)):
+                    drawn = proposals.values(distributions(strategy.space),  # the new trial's number
+                                             number=len(study.get_trials(deepcopy=False)))
+                    sampled = "random draw after a repeat" if drawn else strategy.sampler
+                    study.enqueue_trial(drawn, user_attrs={"repeat": 0, "sampled": sampled},
+                                        skip_if_exists=False)
+                    claimed = claim_next(study, storage)
+                if claimed is not None:  # what this trial trains, fixed before the lock is let go
+                    try:
+                        point = _assign(claimed[0], by_id=by_id, strategy=strategy, config=config,
+                                        first_sampled_id=first_sampled_id)
+                    except Exception as exc:
+                        reason = f"could not draw a model: {type(exc).__name__}: {exc}"
+                        _tell_failed(study, claimed[0], reason[:1000])
+                        summary.failed.append(f"trial {claimed[0].number}: {reason[:300]}")
+                        echo(f"  FAILED trial {claimed[0].number}: {reason[:300]}")
+                        continue
+                    pause_point("claimed")
+            interrupts.check()  # one that came during the claim (a claimed trial is requeued)
+            if claimed is None:
+                running = _running(study)
+                if not running:
+                    break
+                if running != waiting_for:
+                    echo(f"  nothing left to claim; waiting for "
+                         f"{', '.join(unit_label(*u) for u in running)} running elsewhere (taken over if their "
+                         "worker stops sending heartbeats)")
+                    waiting_for = running
+                time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
+                continue
+            waiting_for = []
+            trial, trial_id = claimed
+            trial.set_user_attr("worker", worker)
+            repeat = int(trial.user_attrs.get("repeat", 0))
+            label = unit_label(point.grid_id, repeat)
+            same = _same_architecture(study, trial, point)
+            if same is not None:  # a sampler proposed a model the study already has: no training
+                echo(f"  {label}: the same model as trial {same.number} ({point.describe()}); "
+                     "its result is told again, nothing trained; the next sampled model is a random draw")
+                _tell_duplicate(study, trial, same)
+                summary.duplicates += 1
+                if proposals.count(repeated=True):
+                    echo(f"  {MAX_REPEATED_PROPOSALS} proposals in a row (random draws included) were models "
+                         "the study already has: little is left to find in this space; stopping")
+                    break
+                continue
+            proposals.count(repeated=False)
+        except KeyboardInterrupt:
+            if claimed is not None:
+                _tell_failed(study, claimed[0], "interrupted")
+            raise
         try:  # every step of this point: whatever fails is this point's failure, with its reason
             retry_of = storage.get_trial(trial_id).system_attrs.get("failed_trial")
             if retry_of is not None:

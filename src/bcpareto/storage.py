@@ -8,6 +8,7 @@ workers create and enqueue a study, and keeps storage passwords out of every mes
 from __future__ import annotations
 
 import contextlib
+import functools
 import fcntl
 import hashlib
 import os
@@ -16,7 +17,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from .errors import ConfigError, StorageError
@@ -240,20 +241,20 @@ def open_storage(
     heartbeat, grace = heartbeat_settings()
     target = engine_url(url)
     engine_kwargs: dict[str, Any] = {}
-    creating: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    creating: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
     if target.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers on one file
         path = _sqlite_path(target)
         if read_only:  # no lock file, no tables (a read may still roll back a killed writer's journal)
             _check_sqlite_study_file(path)
         else:
-            creating = file_lock(Path(f"{path}.lock"))  # one process creates the tables
+            creating = functools.partial(file_lock, Path(f"{path}.lock"))  # one process creates the tables
     elif read_only:
         _check_server_has_studies(url)
     problem = ""
     for _ in range(3):
         try:
-            with creating:
+            with creating():  # a new one each try: a generator's context manager enters once
                 return optuna.storages.RDBStorage(
                     target,
                     engine_kwargs=engine_kwargs,
