@@ -1,6 +1,8 @@
-"""Write configs/edge_grid_blocks.xlsx, the `blocks` preset's grid: 16 models, 4.7k-104k parameters.
+"""Write the grids of the `blocks` and `mobile` presets: configs/edge_grid_blocks.xlsx and
+configs/edge_grid_mobile.xlsx, 16 models each.
 
-One sheet, one family per row (see gridspec.py for the columns), at 48 and 64 px:
+`blocks` (4.7k-104k parameters), one family per row (see gridspec.py for the columns), at 48
+and 64 px:
 
 - two plain conv-pool references at 64 px, the `edge` run's smallest and its front (edge grid 0:
   27,700 params; edge grid 9: 64,988);
@@ -18,7 +20,15 @@ Chosen so the whole `blocks` search fits 60 minutes on a 2-core CPU (step times 
 bcpareto.trial.time_train_step), and so that the 0.02 MB and 0.1 MB budgets of
 issue #13 each hold several models.
 
+`mobile` (2.6k-228k parameters, 64, 96 and 128 px) follows what the `blocks` run and its
+seeds found (benchmarks/recipe.md, "Resolution"): the four-block separable net gained 3.5 int8
+TEST points from 64 to 96 px (two seeds each) and nothing more at 128 px, and its width did not
+matter; so the four-block net spans widths 0.5-4 at 96 px and its width 1 the three sizes, with
+the six-block separable and the inverted-residual nets at 64 and 96 px, and three plain
+conv-pool references of the edge grid at 64 px (27.7k to 228k parameters).
+
     python benchmarks/make_block_grid.py && bcpareto grid configs/edge_grid_blocks.xlsx --config blocks
+    bcpareto grid configs/edge_grid_mobile.xlsx --config mobile
     PYTHONPATH=src python benchmarks/probe_blocks.py configs/edge_grid_blocks.xlsx   # int8 sizes
 """
 
@@ -28,13 +38,13 @@ from pathlib import Path
 
 import openpyxl
 
-OUT = Path(__file__).resolve().parents[1] / "configs" / "edge_grid_blocks.xlsx"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes", "block", "strides", "stem", "width", "expansion",
           "image_size"]
 SEPARABLE = "[16, 24, 32, 48, 64, 64]"
 SEP6 = ["[0]", "[[]]", f"[{SEPARABLE}]"]
 INVERTED = "[16, 24, 24, 32, 32, 64, 64]"
-ROWS = [
+BLOCKS = [
     ["[1]", "[[32]]", "[[8, 16, 32, 64]]", "[5, 3, 3, 3]", None, None, None, None, None, "[64]"],
     ["[2]", "[[64, 32]]", "[[12, 24, 48, 96]]", "[5, 3, 3, 3]", None, None, None, None, None, "[64]"],
     [*SEP6, "[3, 3, 3, 3, 3, 3]", "separable", "[1, 2, 1, 2, 1, 2]", "[16]", "[0.5, 1, 2, 3]", None, "[48, 64]"],
@@ -43,19 +53,33 @@ ROWS = [
     ["[0]", "[[]]", f"[{INVERTED}]", "[3, 3, 3, 3, 3, 3, 3]", "inverted_residual", "[1, 2, 1, 2, 1, 2, 1]",
      "[16]", "[0.5, 1]", "[3]", "[48]"],
 ]
+SEP4 = ["[0]", "[[]]", "[[16, 32, 48, 64]]", "[3, 3, 3, 3]", "separable", "[2, 2, 2, 1]", "[16]"]
+MOBILE = [
+    ["[1]", "[[32]]", "[[8, 16, 32, 64], [16, 32, 64, 128], [24, 48, 96, 192]]", "[5, 3, 3, 3]",
+     None, None, None, None, None, "[64]"],
+    [*SEP4, "[1]", None, "[64, 96, 128]"],
+    [*SEP4, "[0.5, 2, 4]", None, "[96]"],
+    [*SEP4, "[0.5, 2]", None, "[128]"],
+    [*SEP6, "[3, 3, 3, 3, 3, 3]", "separable", "[1, 2, 1, 2, 1, 2]", "[16]", "[0.5]", None, "[64, 96]"],
+    [*SEP6, "[3, 3, 3, 3, 3, 3]", "separable", "[1, 2, 1, 2, 1, 2]", "[16]", "[2]", None, "[64]"],
+    ["[0]", "[[]]", f"[{INVERTED}]", "[3, 3, 3, 3, 3, 3, 3]", "inverted_residual", "[1, 2, 1, 2, 1, 2, 1]",
+     "[16]", "[0.5]", "[3]", "[64, 96]"],
+]
+SHEETS = {"edge_grid_blocks.xlsx": BLOCKS, "edge_grid_mobile.xlsx": MOBILE}
 
 
 def main() -> None:
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    sheet.title = "grid"
-    sheet.append(HEADER)
-    for row in ROWS:
-        sheet.append(row)
-    for column, width in zip("ABCDEFGHIJ", (13, 12, 34, 24, 18, 24, 7, 26, 10, 11)):
-        sheet.column_dimensions[column].width = width
-    workbook.save(OUT)
-    print(f"wrote {OUT}")
+    for name, rows in SHEETS.items():
+        workbook = openpyxl.Workbook()
+        sheet = workbook.active
+        sheet.title = "grid"
+        sheet.append(HEADER)
+        for row in rows:
+            sheet.append(row)
+        for column, width in zip("ABCDEFGHIJ", (13, 12, 34, 24, 18, 24, 7, 26, 10, 11)):
+            sheet.column_dimensions[column].width = width
+        workbook.save(CONFIGS / name)
+        print(f"wrote {CONFIGS / name}")
 
 
 if __name__ == "__main__":
