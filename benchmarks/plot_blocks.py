@@ -2,8 +2,8 @@
 
 Two panels side by side, sharing the accuracy axis: int8 TEST accuracy against the int8 TFLite
 file size (left) and against multiply-adds per image (right), both on log axes. Colour and
-marker name the block type (plain conv, depthwise-separable, inverted-residual); a hollow marker
-is a 48-px model, a filled one 64 px (any other size gets its own marker size). The models on
+marker name the block type (plain conv, depthwise-separable, inverted-residual); the marker's
+area grows with the input side (48, 64, 96, 128 px), hollow below 64 px. The models on
 the front chosen on validation (val_accuracy against int8 size) are ringed and labelled with
 their grid id. Also prints the per-type table the README quotes.
 
@@ -59,7 +59,7 @@ def plot(frame: pd.DataFrame, out: Path, *, title: str) -> None:
             of_type = frame[frame["block"] == block]
             for side, group in of_type.groupby("image_size"):
                 filled = side >= 64
-                ax.scatter(group[column], group["int8_test_accuracy"], s=70 if filled else 60, marker=marker,
+                ax.scatter(group[column], group["int8_test_accuracy"], s=30 + 1.8 * (side - 48), marker=marker,
                            facecolors=colour if filled else "white", edgecolors=colour, linewidths=1.6,
                            label=f"{name}, {side} px", zorder=3)
         ax.scatter(frame.loc[front, column], frame.loc[front, "int8_test_accuracy"], s=260,
