@@ -6,7 +6,8 @@ Python prints "Exception ignored" and drops the exception: the interrupt would b
 SIGTERM during model.fit, and the search trained on). So the training loop calls ``check()``
 after every batch and the search loop before every claim: a recorded signal is raised again
 there. SIGINT's handler is set explicitly, since a process started in the background by a
-script inherits SIGINT ignored, and Python then installs none.
+script inherits SIGINT ignored, and Python then installs none. Inside ``deferred()`` (claiming a
+trial) a signal is only recorded, and the caller raises it once the step is whole.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ workers create and enqueue a study, and keeps storage passwords out of every mes
 from __future__ import annotations
 
 import contextlib
-import functools
 import fcntl
+import functools
 import hashlib
 import os
 import random
