@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import platform
 import sys
@@ -67,18 +66,12 @@ def with_tta(model, *, views: int):
     return keras.Model(pixels, ops.mean(per_view, axis=0), name=f"{model.name}_tta{views}")
 
 
-def _config(record: dict) -> object:
-    from bcpareto.config import TrainConfig
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"teacher"}
-    return TrainConfig(**{k: v for k, v in record.items() if k in fields} | {"augment": tuple(record["augment"])})
-
-
 def measure(run_dir: Path, *, data_dir: Path, int8_views: int) -> list[dict[str, object]]:
     import keras
 
     from bcpareto.data import load_data_for
     from bcpareto.edge import measure_edge
+    from bcpareto.refine import config_from_record
     from bcpareto.runs import find_trial
 
     with open(run_dir / "metrics_log.csv", newline="") as handle:
@@ -88,7 +81,7 @@ def measure(run_dir: Path, *, data_dir: Path, int8_views: int) -> list[dict[str,
     results = []
     for row in rows:
         trial = find_trial(run_dir, int(row["grid_id"]), study=row["study"], repeat=int(row.get("repeat") or 0))
-        config = _config(trial.record["config"])
+        config = config_from_record(trial.record)
         key = (config.image_size, config.seed, config.validation, config.limit_per_class)
         if key not in splits:
             splits[key] = load_data_for(data_dir, config)
@@ -120,17 +113,15 @@ def measure(run_dir: Path, *, data_dir: Path, int8_views: int) -> list[dict[str,
 
 
 def summarise(results: list[dict[str, object]], *, int8_views: int) -> dict[str, object]:
-    summary: dict[str, object] = {}
-    for views in VIEWS[1:]:
-        for name in ("val", "test"):
-            diff = 100 * np.array([r[f"{name}_{views}"] - r[f"{name}_1"] for r in results])
-            summary[f"{name}_{views}_minus_1_points"] = {
-                "mean": float(diff.mean()), "sd": float(diff.std(ddof=1)) if len(diff) > 1 else None,
+    """Paired differences (views - 1 view) in points over the models: mean, sd, range, count."""
+    def paired(key: str, views: int) -> dict[str, object]:
+        diff = 100 * np.array([r[f"{key}_{views}"] - r[f"{key}_1"] for r in results])
+        return {"mean": float(diff.mean()), "sd": float(diff.std(ddof=1)) if len(diff) > 1 else None,
                 "min": float(diff.min()), "max": float(diff.max()), "n": len(diff)}
-    diff = 100 * np.array([r[f"int8_test_{int8_views}"] - r["int8_test_1"] for r in results])
-    summary[f"int8_test_{int8_views}_minus_1_points"] = {
-        "mean": float(diff.mean()), "sd": float(diff.std(ddof=1)) if len(diff) > 1 else None,
-        "min": float(diff.min()), "max": float(diff.max()), "n": len(diff)}
+
+    summary = {f"{name}_{views}_minus_1_points": paired(name, views)
+               for views in VIEWS[1:] for name in ("val", "test")}
+    summary[f"int8_test_{int8_views}_minus_1_points"] = paired("int8_test", int8_views)
     return summary
 
 

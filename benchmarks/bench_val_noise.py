@@ -45,15 +45,13 @@ HALVES = 500
 def _predict(run_dir: Path, rows: list[dict[str, str]], *, data_dir: Path) -> dict[str, object]:
     import keras
 
-    from bcpareto.config import TrainConfig
     from bcpareto.data import load_data_for
+    from bcpareto.refine import config_from_record
     from bcpareto.runs import find_trial
 
     trials = [find_trial(run_dir, int(r["grid_id"]), study=r["study"], repeat=int(r.get("repeat") or 0))
               for r in rows]
-    saved = trials[0].record["config"]  # the settings the search ran with (split, sampling, seed)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"teacher"}
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in fields} | {"augment": tuple(saved["augment"])})
+    config = config_from_record(trials[0].record)  # the settings the search ran with (split, sampling, seed)
 
     sizes = sorted({int(r["image_size"]) for r in rows})
     splits = {s: load_data_for(data_dir, dataclasses.replace(config, image_size=s)) for s in sizes}

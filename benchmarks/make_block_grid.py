@@ -20,7 +20,7 @@ Chosen so the whole `blocks` search fits 60 minutes on a 2-core CPU (step times 
 bcpareto.trial.time_train_step), and so that the 0.02 MB and 0.1 MB budgets of
 issue #13 each hold several models.
 
-`mobile` (2.6k-228k parameters, 64, 96 and 128 px) follows what the `blocks` run and its
+`mobile` (2.8k-228k parameters, 64, 96 and 128 px) follows what the `blocks` run and its
 seeds found (benchmarks/recipe.md, "Resolution"): the four-block separable net gained 3.5 int8
 TEST points from 64 to 96 px (two seeds each) and nothing more at 128 px, and its width did not
 matter; so the four-block net spans widths 0.5-4 at 96 px and its width 1 the three sizes, with
