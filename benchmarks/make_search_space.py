@@ -10,7 +10,8 @@ is the reference table that benchmarks/bench_search.py replays samplers and halv
 The edge space (EDGE_SPACE, added to the edge grid's workbook and to hyper_parameters.xlsx so
 `bcpareto search --sampler tpe` has a space out of the box) spans the edge grid's plain
 conv-pool nets, 3-5 blocks of 8-24 base filters, plus depthwise-separable blocks, 0-2 dense
-layers; the grid sheets themselves are left as they are (same points, same study names).
+layers, and (since issue 13 measured them as the most accuracy per byte) a 16-filter stride-2
+stem and a last block of stride 1; the grid sheets themselves are left as they are (same points, same study names).
 
     python benchmarks/make_search_space.py
     bcpareto search configs/search_space.xlsx --config searchref --run-dir runs/searchref
@@ -43,7 +44,7 @@ FIXED = [("dense_units", 32, 32)]  # a fixed range: every dense layer has 32 uni
 GRID_HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes", "block"]
 # name, low, high, log, choices, note
 EDGE_SPACE = [
-    ("conv_blocks", 3, 5, None, None, "blocks, each halving the feature map"),
+    ("conv_blocks", 3, 5, None, None, "blocks, each halving the feature map (the last: last_stride)"),
     ("base_filters", None, None, None, "[8, 12, 16, 24]", "filters of the first block"),
     ("growth", None, None, None, "[1.5, 2]", "filters multiply by it per block"),
     ("first_kernel", None, None, None, "[3, 5]", "kernel of the first block"),
@@ -51,6 +52,8 @@ EDGE_SPACE = [
     ("dense_layers", 0, 2, None, None, "dense layers before the softmax"),
     ("dense_units", None, None, None, "[32, 64]", "neurons of each dense layer"),
     ("block", None, None, None, "[conv, separable]", "plain conv or depthwise-separable"),
+    ("stem", None, None, None, "[0, 16]", "filters of a 3x3 stride-2 stem conv; 0: none"),
+    ("last_stride", None, None, None, "[1, 2]", "1: the last block keeps the map's size"),
 ]
 EDGE_WORKBOOKS = [ROOT / "configs" / "edge_grid.xlsx", ROOT / "hyper_parameters.xlsx"]
 

@@ -44,6 +44,8 @@ GOOD = [
     ["block", None, None, None, "[conv, sep]"],                  # row 9: an alias, no quotes
     ["width", 0.5, 1],                                           # row 10
     ["image_size", 48, 48],                                      # row 11
+    ["stem", None, None, None, "[0, 16]"],                       # row 12
+    ["last_stride", 1, 2],                                       # row 13
 ]
 
 
@@ -72,9 +74,11 @@ def test_good_sheet_reads_and_a_sample_becomes_a_grid_point(tmp_path: Path) -> N
         "block": ("categorical", ("conv", "separable")),
         "width": ("float", 0.5, 1.0, False),
         "image_size": ("int", 48, 48, False),
+        "stem": ("categorical", (0, 16)),
+        "last_stride": ("int", 1, 2, False),
     }
     sample = {"base_filters": 10, "growth": 1.5, "first_kernel": 7, "dense_layers": 2,
-              "dense_units": 64, "block": "separable", "width": 0.5}
+              "dense_units": 64, "block": "separable", "width": 0.5, "stem": 0, "last_stride": 2}
     point = space.point(sample, grid_id=5)  # conv_blocks, kernel, image_size are fixed
     assert point.grid_id == 5
     assert point.filters == (10, 15, 23)  # 10, 10 * 1.5, 10 * 2.25 = 22.5 rounded up
@@ -82,6 +86,11 @@ def test_good_sheet_reads_and_a_sample_becomes_a_grid_point(tmp_path: Path) -> N
     assert point.neurons == (64, 64) and point.dense_layers == 2
     assert (point.block, point.width, point.image_size) == ("separable", 0.5, 48)
     assert point.channels == (5, 8, 12)  # the width multiplier applies on top, as in the grid
+    assert (point.strides, point.stem) == ((), 0)  # the earlier model: every block halves
+    # a stem and a last block that keeps the map: issue 13's four-block separable net
+    recipe = space.point({**sample, "stem": 16, "last_stride": 1}, grid_id=7)
+    assert (recipe.stem, recipe.strides, recipe.block_strides) == (16, (2, 2, 1), (2, 2, 1))
+    assert recipe.stem_channels == 8  # width 0.5 scales the stem too
     # no dense layers: the dense_units value plays no part
     assert space.point({**sample, "dense_layers": 0}, grid_id=6).neurons == ()
     # the grid sheet of the same workbook still reads as before
@@ -98,19 +107,22 @@ def test_parameters_without_a_row_take_their_defaults(tmp_path: Path) -> None:
     assert point.kernel_sizes == (5, 5, 5, 5)  # the first kernel is the kernel
     assert point.neurons == ()
     assert (point.block, point.width, point.image_size) == ("conv", 1.0, 0)
+    assert (point.strides, point.stem) == ((), 0)
 
 
 def test_bad_samples_raise_value_error(tmp_path: Path) -> None:
     space = read_space(write_workbook(tmp_path / "w.xlsx", GOOD))
     assert space is not None
     good = {"base_filters": 8, "growth": 2.0, "first_kernel": 5, "dense_layers": 1,
-            "dense_units": 32, "block": "conv", "width": 1.0}
+            "dense_units": 32, "block": "conv", "width": 1.0, "stem": 16, "last_stride": 1}
     assert space.point(good, grid_id=0).filters == (8, 16, 32)
     for bad, fragment in [
         ({**good, "base_filters": 65}, "base_filters = 65"),
         ({**good, "first_kernel": 3}, "first_kernel = 3"),
         ({**good, "block": "inverted_residual"}, "block"),
         ({**good, "colour": 1}, "'colour' is not a parameter"),
+        ({**good, "stem": 8}, "stem = 8"),
+        ({**good, "last_stride": 3}, "last_stride = 3"),
         ({k: v for k, v in good.items() if k != "growth"}, "no value for growth"),
     ]:
         with pytest.raises(ValueError, match=fragment):
@@ -136,7 +148,11 @@ BAD_CELLS = {
     "fractional int bound": (replaced(3, ["base_filters", 8.5, 64]),
                              ["cell B3 (low)", "8.5 is not a whole number", "lower bound"]),
     "duplicate name": ([*GOOD, ["Conv Blocks", 2, 4]],
-                       ["cell A12 (name)", "conv_blocks also has row 2", "one row per parameter"]),
+                       ["cell A14 (name)", "conv_blocks also has row 2", "one row per parameter"]),
+    "negative stem": (replaced(12, ["stem", None, None, None, "[-16, 16]"]),
+                      ["cell E12 (choices)", "-16, not a whole number, 0 (no stem) or more"]),
+    "last stride 3": (replaced(13, ["last_stride", 1, 3]),
+                      ["cell C13 (high)", "3 is not 1 or 2", "upper bound"]),
     "range and choices": (replaced(4, ["growth", 1, 2, None, "[1.5]"]),
                           ["cell E4 (choices)", "range and choices", "one or the other"]),
     "neither range nor choices": (replaced(4, ["growth"]), ["cell A4 (name)", "neither"]),

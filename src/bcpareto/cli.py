@@ -299,7 +299,8 @@ def search(
     \b
     Beyond the grid (a sheet named 'space' in the workbook, one row per parameter:
     name | low | high | log | choices; names: conv_blocks, base_filters, growth,
-    first_kernel, kernel, dense_layers, dense_units, block, width, image_size):
+    first_kernel, kernel, dense_layers, dense_units, block, width, image_size, stem,
+    last_stride):
       bcpareto search --sampler tpe --n-trials 30 --fidelity epochs --eta 3
       bcpareto search --sampler nsga2 --budget-minutes 45 --max-int8-mb 0.05
     """

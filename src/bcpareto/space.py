@@ -28,9 +28,15 @@ dense_units     neurons of every dense layer (>= 1)        required if dense_lay
 block           conv, separable or inverted_residual       conv
 width           multiplies every filter count (> 0)        1
 image_size      input side in pixels (8-512)               the preset's image_size
+stem            filters of a 3x3 stride-2 stem conv        0: no stem
+                before the blocks (0 = none)
+last_stride     stride of the last block: 2 halves the     2: every block halves the map
+                map, 1 keeps it (conv: no max-pool)
 ==============  =========================================  ===================================
 
-Block i has ``round(base_filters * growth**i)`` filters (at least 1); every dense layer has
+Block i has ``round(base_filters * growth**i)`` filters (at least 1) and stride 2, but the
+last block's stride is ``last_stride``: a stem with ``last_stride`` 1 is the four-block
+separable net of benchmarks/recipe.md (issue 13), the most accuracy per byte measured. Every dense layer has
 ``dense_units`` neurons (a constant width, the simplest fixed-length encoding; a funnel would
 be one more parameter). Kernel sizes take choices or one fixed value, not a range, since a
 range would sample even sizes; image sizes too, since each is decoded once before the search.
@@ -118,6 +124,13 @@ PARAMETERS: dict[str, _Spec] = {
         "int", lambda v: MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE, *_PIXELS, "low 48, high 48",
         "[48, 64]", 0, listed=True,
     ),
+    "stem": _Spec(
+        "int", lambda v: v >= 0, "a whole number, 0 (no stem) or more",
+        "whole numbers, 0 (no stem) or more", "low 0, high 32", "[0, 16]", 0,
+    ),
+    "last_stride": _Spec(
+        "int", lambda v: v in (1, 2), "1 or 2", "1s or 2s", "low 1, high 2", "[1, 2]", 2,
+    ),
 }
 REQUIRED = ("conv_blocks", "base_filters", "kernel")  # and dense_units when dense layers can exist
 
@@ -182,6 +195,9 @@ class SearchSpace:
         kernels = (int(first),) + (int(chosen["kernel"]),) * (blocks - 1)
         layers = int(chosen["dense_layers"])
         neurons = (int(chosen["dense_units"]),) * layers if layers else ()
+        last_stride = int(chosen["last_stride"])
+        # () is "2 for every block", so a space without the row keeps its models' fingerprints
+        strides = () if last_stride == 2 else (2,) * (blocks - 1) + (last_stride,)
         return GridPoint(
             grid_id=grid_id,
             filters=filters,
@@ -190,6 +206,8 @@ class SearchSpace:
             block=str(chosen["block"]),
             width=float(chosen["width"]),
             image_size=int(chosen["image_size"]),
+            strides=strides,
+            stem=int(chosen["stem"]),
         )
 
     def _resolve(self, values: Mapping[str, Any]) -> dict[str, Any]:
