@@ -101,6 +101,7 @@ def _study(run_dir: Path) -> Any:
     (["--sampler", "tpe", "--n-trials", "3"], ["tiny.xlsx", "'space'", "--sampler grid"]),
     (["--n-trials", "3"], ["--n-trials", "--sampler random|tpe"]),
     (["--warm-start"], ["--warm-start"]),
+    (["--sampler-seed", "3"], ["--sampler-seed", "--sampler grid draws nothing"]),
     (["--fidelity", "epochs", "--min-epochs", "5", "--epochs", "3"], ["--min-epochs (5)", "--epochs 3"]),
     (["--fidelity", "epochs", "--min-epochs", "3", "--epochs", "3"], ["judges at no epoch", "below --epochs 3"]),
 ])
@@ -236,6 +237,45 @@ def _judge(study: Any, trial: Any, eta: int = 2) -> Any:
     return judge, lines
 
 
+def test_a_model_in_training_elsewhere_is_not_trained_twice(tmp_path: Path) -> None:
+    """Two workers' samplers can propose one model at once (or two proposals differ only in a
+    value the model ignores): the later claim gives way while the earlier one trains, and is
+    told the earlier result once there is one."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bcpareto.search import _needs_queueing, _same_architecture, _tell_duplicate
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}",
+                                directions=["maximize", "minimize"])
+    point = GridPoint(grid_id=0, filters=(8,), kernel_sizes=(3,), neurons=())
+
+    def claim(architecture: str) -> Any:
+        trial = study.ask()
+        trial.set_user_attr("architecture", architecture)
+        trial.set_user_attr("grid_id", trial.number)
+        return trial
+
+    first, second = claim("A"), claim("A")
+    assert _same_architecture(study, first, point) is None  # the earlier claim trains
+    same = _same_architecture(study, second, point)
+    assert same is not None and same.number == first.number and same.state == TrialState.RUNNING
+    _tell_duplicate(study, second, same)
+    dropped = study.get_trials()[second.number]
+    assert dropped.state == TrialState.FAIL  # no result to tell: samplers leave failed trials out
+    assert dropped.user_attrs["duplicate_of"] == first.number
+    assert "in training" in dropped.user_attrs["fail_reason"]
+    assert not _needs_queueing([dropped], retry_failed=True)  # never queued as a failed model
+    # once the first has a result, a third proposal of the model is told that result
+    study.tell(first, [0.9, 0.1])
+    third = claim("A")
+    same = _same_architecture(study, third, point)
+    assert same is not None and same.number == first.number  # not the dropped proposal
+    _tell_duplicate(study, third, same)
+    assert study.get_trials()[third.number].values == [0.9, 0.1]
+    assert _same_architecture(study, claim("B"), point) is None
+
+
 def test_halving_judges_at_rungs_against_every_trial_at_that_epoch() -> None:
     import optuna
 
@@ -326,6 +366,40 @@ def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler
     # the same command continues the study: 3 are there, nothing more is trained
     again = _search(tmp_path, sheet, "--sampler", sampler, "--n-trials", "3")
     assert again.exit_code == 0 and "(0 trained now" in again.output, again.output
+
+
+@needs_data
+def test_the_sampler_seed_changes_the_draws_and_nothing_else(tmp_path: Path) -> None:
+    """--max-macs 1 makes every draw infeasible, so nothing trains: only the draws are compared."""
+    sheet = write_workbook(tmp_path / "s.xlsx", [*SPACE, ["stem", None, None, None, "[0, 8]"],
+                                                 ["last_stride", 1, 2]])
+
+    def draws(run: str, *seed: str) -> tuple[str, list[dict[str, Any]]]:
+        result = _search(tmp_path, sheet, "--sampler", "random", "--n-trials", "6", "--max-macs", "1",
+                         "--workers", "1", "--run-dir", str(tmp_path / run), *seed)
+        assert result.exit_code == 0 and "(0 trained now, 6 infeasible" in result.output, result.output
+        study = _study(tmp_path / run)
+        return study.study_name, [t.params for t in sorted(study.get_trials(), key=lambda t: t.number)]
+
+    name, default = draws("default")
+    assert draws("seed0", "--sampler-seed", "0") == (name, default)  # the preset's seed is the default
+    other_name, other = draws("seed5", "--sampler-seed", "5")
+    assert other_name == name  # the same study: the seed is not part of what it searches
+    assert other != default and len(other) == len(default) == 6
+
+
+@needs_data
+@train
+def test_a_sampled_stem_and_last_stride_build_and_train(tmp_path: Path) -> None:
+    fixed = [["name", "low", "high", "log", "choices"], ["conv_blocks", 2, 2],
+             ["base_filters", None, None, None, "[8]"], ["kernel", None, None, None, "[3]"],
+             ["block", None, None, None, "[separable]"], ["stem", 8, 8], ["last_stride", 1, 1]]
+    sheet = write_workbook(tmp_path / "s.xlsx", fixed)
+    result = _search(tmp_path, sheet, "--sampler", "random", "--n-trials", "1", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    [row] = _rows(tmp_path / "run")
+    assert (row["block"], row["stem"], row["strides"], row["filters"]) == ("separable", "8", "[2,1]", "[8,8]")
+    assert 0 <= float(row["val_accuracy"]) <= 1 and float(row["train_seconds"]) > 0
 
 
 @needs_data

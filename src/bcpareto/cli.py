@@ -255,6 +255,11 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Start no new model after M minutes of this command (the running one finishes).")
 @click.option("--warm-start", is_flag=True,
               help="With a sampler: train the grid sheet's points first (the sampler learns from them).")
+@click.option("--sampler-seed", type=click.IntRange(min=0, max=2**32 - 1), metavar="N",
+              help="Seed of a sampler's draws [default: the preset's seed]. Another seed draws other "
+              "models on the same data split and training seed, e.g. to see how much a search's "
+              "result owes to chance; it continues the same study, so give each seed its own "
+              "--run-dir or --study.")
 @click.option("--fidelity", type=click.Choice(["none", "epochs"]), default="none", show_default=True,
               help="epochs: successive halving. At epochs min-epochs x eta^k each model is ranked "
               "against every model at that epoch (non-dominated sorting of validation accuracy and "
@@ -278,9 +283,9 @@ def search(
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int | str, worker_index: int | None,
     edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str, teacher: str | None,
-    sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool, fidelity: str,
-    eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None,
-    max_latency_ms: float | None,
+    sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
+    sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
+    max_macs: float | None, max_latency_ms: float | None,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -335,9 +340,9 @@ def search(
 
             check_teacher(config.teacher, config=config)
         strategy = _strategy(path, config=config, sampler=sampler, n_trials=n_trials,
-                             budget_minutes=budget_minutes, warm_start=warm_start, fidelity=fidelity,
-                             eta=eta, min_epochs=min_epochs, max_int8_mb=max_int8_mb, max_macs=max_macs,
-                             max_latency_ms=max_latency_ms)
+                             budget_minutes=budget_minutes, warm_start=warm_start,
+                             sampler_seed=sampler_seed, fidelity=fidelity, eta=eta, min_epochs=min_epochs,
+                             max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms)
         if strategy.sampled and not strategy.warm_start:
             points_checked = []  # without --warm-start the sheet's rows are not trained
         else:
@@ -416,8 +421,8 @@ def search(
 
 
 def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
-              budget_minutes: float | None, warm_start: bool, fidelity: str, eta: int, min_epochs: int,
-              max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None) -> Any:
+              budget_minutes: float | None, warm_start: bool, sampler_seed: int | None, fidelity: str,
+              eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None) -> Any:
     """The search options as a Strategy, checked (exit 2 before anything is created)."""
     from .space import read_space
     from .strategy import Limits, Strategy, check_strategy
@@ -427,9 +432,12 @@ def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
         sampler=sampler, space=space, n_trials=n_trials, budget_minutes=budget_minutes,
         warm_start=warm_start, eta=eta if fidelity == "epochs" else None, min_epochs=min_epochs,
         limits=Limits(max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms),
-        seed=config.seed,
+        seed=config.seed if sampler_seed is None else sampler_seed,
     )
     check_strategy(strategy, sheet=str(path), epochs=config.epochs)
+    if sampler_seed is not None and not strategy.sampled:
+        raise BadInput("--sampler-seed seeds a sampler's draws; --sampler grid draws nothing (pass "
+                       "--sampler random|tpe|nsga2|gp, or leave --sampler-seed out)")
     return strategy
 
 

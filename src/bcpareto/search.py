@@ -136,6 +136,8 @@ def _needs_queueing(trials: list[optuna.trial.FrozenTrial], *, retry_failed: boo
     """A unit with these trials has no result and no trial queued, and was interrupted (or may be retried)."""
     from optuna.trial import TrialState
 
+    if all("duplicate_of" in t.user_attrs for t in trials):
+        return False  # a repeated proposal: its model is another trial's
     states = {t.state for t in trials}
     if states & {TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING}:
         return False
@@ -438,8 +440,10 @@ def run_search(
             label = unit_label(point.grid_id, repeat)
             same = _same_architecture(study, trial, point)
             if same is not None:  # a sampler proposed a model the study already has: no training
+                told = ("being trained (this proposal is dropped)" if same.state.name == "RUNNING"
+                        else "its result is told again")
                 echo(f"  {label}: the same model as trial {same.number} ({point.describe()}); "
-                     "its result is told again, nothing trained; the next sampled model is a random draw")
+                     f"{told}, nothing trained; the next sampled model is a random draw")
                 _tell_duplicate(study, trial, same)
                 summary.duplicates += 1
                 if proposals.count(repeated=True):
@@ -643,16 +647,24 @@ def _study_eta(rows: list[dict[str, Any]], todo: list[tuple[GridPoint, int]], *,
 def _same_architecture(
     study: optuna.Study, trial: optuna.Trial, point: GridPoint,
 ) -> optuna.trial.FrozenTrial | None:
-    """A finished trial (completed, stopped or infeasible) of the same model, if the study has one."""
+    """A trial of the same model: a finished one (completed, stopped or infeasible), else one that
+    an earlier claim is training now (another worker's; two proposals that differ only in values
+    the model ignores, e.g. dense_units without dense layers, are one model).
+
+    Only a running trial with a lower number counts, so of two claims of one model the later one
+    gives way, whichever worker looks first.
+    """
     from optuna.trial import TrialState
 
     mine = trial.user_attrs.get("architecture")
     repeat = trial.user_attrs.get("repeat", 0)
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if (other.number != trial.number and other.user_attrs.get("architecture") == mine
-                and other.user_attrs.get("repeat", 0) == repeat):
-            return other
-    return None
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    same = [other for other in study.get_trials(deepcopy=False, states=states)
+            if other.number != trial.number and other.user_attrs.get("architecture") == mine
+            and other.user_attrs.get("repeat", 0) == repeat and "duplicate_of" not in other.user_attrs
+            and (other.state != TrialState.RUNNING or other.number < trial.number)]
+    finished = [t for t in same if t.state != TrialState.RUNNING]
+    return (finished or same or [None])[0]
 
 
 def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> None:
@@ -660,6 +672,10 @@ def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, same: optuna.trial
     from optuna.trial import TrialState
 
     trial.set_user_attr("duplicate_of", same.number)
+    if same.state == TrialState.RUNNING:  # no result yet: the sampler ignores a failed trial
+        trial.set_user_attr("fail_reason", f"the same model as trial {same.number}, in training")
+        study.tell(trial, state=TrialState.FAIL)
+        return
     for key, value in same.system_attrs.items():  # Optuna keeps constraints as 'constraints:<name>'
         if key.startswith("constraints:"):
             trial.set_constraint(key.removeprefix("constraints:"), value)
