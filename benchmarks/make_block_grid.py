@@ -25,10 +25,13 @@ seeds found (benchmarks/recipe.md, "Resolution"): the four-block separable net g
 TEST points from 64 to 96 px (two seeds each) and nothing more at 128 px, and its width did not
 matter; so the four-block net spans widths 0.5-4 at 96 px and its width 1 the three sizes, with
 the six-block separable and the inverted-residual nets at 64 and 96 px, and three plain
-conv-pool references of the edge grid at 64 px (27.7k to 228k parameters).
+conv-pool references of the edge grid at 64 px (27.7k to 228k parameters). Its workbook also
+has a `space` sheet, so a sampler can search the three block types with a stem and a stride-1
+last block at 64 and 96 px (README "Beyond the grid").
 
     python benchmarks/make_block_grid.py && bcpareto grid configs/edge_grid_blocks.xlsx --config blocks
     bcpareto grid configs/edge_grid_mobile.xlsx --config mobile
+    bcpareto search --config mobile --sampler tpe --max-int8-mb 0.1 --fidelity epochs --eta 2 --budget-minutes 25
     PYTHONPATH=src python benchmarks/probe_blocks.py configs/edge_grid_blocks.xlsx   # int8 sizes
 """
 
@@ -66,6 +69,22 @@ MOBILE = [
      "[16]", "[0.5]", "[3]", "[64, 96]"],
 ]
 SHEETS = {"edge_grid_blocks.xlsx": BLOCKS, "edge_grid_mobile.xlsx": MOBILE}
+# The mobile workbook's `space` sheet (bcpareto search --config mobile --sampler tpe): the three
+# block types, a stem and a stride-1 last block, 3-6 blocks, 64 and 96 px; name, low, high, choices
+MOBILE_SPACE = [
+    ("conv_blocks", 3, 6, None, "blocks (each halves the map but the last: last_stride)"),
+    ("base_filters", None, None, "[8, 12, 16, 24, 32]", "filters of the first block"),
+    ("growth", None, None, "[1.25, 1.5, 2]", "filters multiply by it per block"),
+    ("first_kernel", None, None, "[3, 5]", "kernel of the first block"),
+    ("kernel", None, None, "[3, 5]", "kernel of the other blocks"),
+    ("dense_layers", 0, 1, None, "dense layers before the softmax"),
+    ("dense_units", None, None, "[32, 64]", "neurons of the dense layer"),
+    ("block", None, None, "[conv, separable, inverted_residual]", "block type"),
+    ("image_size", None, None, "[64, 96]", "input side in pixels"),
+    ("stem", None, None, "[0, 16]", "filters of a 3x3 stride-2 stem conv; 0: none"),
+    ("last_stride", None, None, "[1, 2]", "1: the last block keeps the map's size"),
+]
+SPACES = {"edge_grid_mobile.xlsx": MOBILE_SPACE}
 
 
 def main() -> None:
@@ -78,6 +97,13 @@ def main() -> None:
             sheet.append(row)
         for column, width in zip("ABCDEFGHIJ", (13, 12, 34, 24, 18, 24, 7, 26, 10, 11)):
             sheet.column_dimensions[column].width = width
+        if name in SPACES:
+            space = workbook.create_sheet("space")
+            space.append(["name", "low", "high", "log", "choices", "note"])
+            for key, low, high, choices, note in SPACES[name]:
+                space.append([key, low, high, None, choices, note])
+            for column, width in zip("ABCDEF", (14, 6, 6, 5, 38, 56)):
+                space.column_dimensions[column].width = width
         workbook.save(CONFIGS / name)
         print(f"wrote {CONFIGS / name}")
 
