@@ -464,7 +464,9 @@ def test_a_warm_start_trains_the_grid_first_and_teaches_the_sampler(tmp_path: Pa
 
 @needs_data
 @train
-def test_limits_record_infeasible_models_without_training_them(tmp_path: Path, tiny_grid: Path) -> None:
+def test_limits_record_infeasible_models_without_training_them(
+    tmp_path: Path, tiny_grid: Path, recwarn: pytest.WarningsRecorder,
+) -> None:
     # tiny grid: [4, 8] and [4, 8, 8] with a dense layer; at 32 px the second has more MACs
     from bcpareto.gridspec import read_grid
     from bcpareto.model import cost
@@ -480,6 +482,10 @@ def test_limits_record_infeasible_models_without_training_them(tmp_path: Path, t
     assert not list((tmp_path / "run" / "runs").glob("*/grid_1*"))  # no model, no record
     trial = next(t for t in _study(tmp_path / "run").get_trials() if t.user_attrs["grid_id"] == 1)
     assert trial.state.name == "PRUNED" and trial.system_attrs["constraints:macs"] > 0
+    trained = next(t for t in _study(tmp_path / "run").get_trials() if t.user_attrs["grid_id"] == 0)
+    assert trained.state.name == "COMPLETE" and trained.system_attrs["constraints:macs"] <= 0
+    # measured once, before training, and not set again (Optuna warns, and keeps the first)
+    assert not [w for w in recwarn if "already set" in str(w.message)]
     status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
     assert "1 infeasible" in status.output and "infeasible grid point 1" in status.output, status.output
     # the int8 limit is measured on the untrained model: 1 KB is below any file, nothing trains

@@ -136,7 +136,7 @@ def _needs_queueing(trials: list[optuna.trial.FrozenTrial], *, retry_failed: boo
     """A unit with these trials has no result and no trial queued, and was interrupted (or may be retried)."""
     from optuna.trial import TrialState
 
-    if all("duplicate_of" in t.user_attrs for t in trials):
+    if trials and all("duplicate_of" in t.user_attrs for t in trials):
         return False  # a repeated proposal: its model is another trial's
     states = {t.state for t in trials}
     if states & {TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING}:
@@ -520,8 +520,8 @@ def run_search(
             "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),
             "curve": result.curve,
         })
-        if strategy.limits.any():
-            _set_constraints(trial, strategy.limits, result.row)
+        # the constraints stay those measured before training (check_limits): Optuna keeps a
+        # trial's first value of each, and the int8 file's size does not depend on the weights
         if not _tell_completed(study, storage, trial, trial_id, row=result.row, curve=result.curve):
             echo(f"  {label}: trial {trial.number} was taken as dead meanwhile "
                  "(heartbeats late) and queued again; this result is not counted")
@@ -719,12 +719,6 @@ def check_limits(
     return {**point.params(), "repeat": trial.user_attrs.get("repeat", 0), **measures,
             "image_size": at.image_size, "preset": at.name, "status": "infeasible",
             "stop_reason": limits.describe(violations), "train_seconds": 0.0}
-
-
-def _set_constraints(trial: optuna.Trial, limits: Limits, row: dict[str, Any]) -> None:
-    """The trained model's own measures as its constraints (they replace the untrained ones)."""
-    for key, value in limits.violations(row).items():
-        trial.set_constraint(key, value)
 
 
 def make_judge(
