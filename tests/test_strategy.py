@@ -577,11 +577,19 @@ def test_two_machines_sampling_one_study_on_postgresql_train_n_trials_once(tmp_p
     outs = [_finish(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
     trials = _trials(PG_URL, study)
-    assert all(t.state.name == "COMPLETE" for t in trials), [t.state for t in trials]
     ids = [t.user_attrs["grid_id"] for t in trials]
     assert len(set(ids)) == len(ids)
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
     assert len(trained) == 4  # --n-trials new models; proposals of known ones are told on top
+    assert all(t.state.name == "COMPLETE" for t in trained), [t.state for t in trained]
+    # no model trained twice, not even two proposals of one model on the two machines at once
+    assert len({t.user_attrs["architecture"] for t in trained}) == len(trained)
+    by_number = {t.number: t for t in trials}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:  # told the earlier result, or dropped while it trained
+            original = by_number[t.user_attrs["duplicate_of"]]
+            assert original in trained and original.user_attrs["architecture"] == t.user_attrs["architecture"]
+            assert t.state.name == "COMPLETE" or "in training" in t.user_attrs["fail_reason"], t.user_attrs
     joined = "\n".join(outs)
     for t in trained:
         assert joined.count(f"grid point {t.user_attrs['grid_id']} done in") == 1, joined

@@ -333,7 +333,7 @@ def run_search(
     echo(f"Backend: {describe_devices()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
-    sizes = sorted(_image_sizes(points, config, strategy), key=lambda s: s != config.image_size)
+    sizes = sorted(image_sizes(points, config, strategy), key=lambda s: s != config.image_size)
     by_size = {}
     for size in sizes:
         by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
@@ -544,7 +544,7 @@ def run_search(
     return summary
 
 
-def _image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> set[int]:
+def image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> set[int]:
     """Every input side the search may train: the sheet's, and the space's when a sampler draws."""
     sizes = {config.at(p).image_size for p in points} if not strategy.sampled or strategy.warm_start else set()
     if strategy.sampled and strategy.space is not None:

@@ -8,6 +8,7 @@ forwards Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -172,19 +173,23 @@ def search_in_workers(
     from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
-    from .search import check_search_inputs, open_study
+    from .search import check_search_inputs, image_sizes, open_study
+    from .strategy import Strategy
     from .status import study_status
     from .storage import redact
 
     started = time.perf_counter()
     check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
                         storage_url=storage_url)
-    # Decode here, once, before the study is queued: an unusable data set (a class with no
-    # readable image) stops the command with nothing created, and the workers read the cache.
-    data = load_data_for(data_dir, config, on_bad_image=on_bad_image)
-    if data.skipped:
-        echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
-    del data
+    # Decode here, once per image size the search may train, before the study is queued: an
+    # unusable data set (a class with no readable image) stops the command with nothing created,
+    # and the workers read the cache instead of each decoding every size at once.
+    sizes = sorted(image_sizes(points, config, strategy or Strategy()), key=lambda s: s != config.image_size)
+    for size in sizes:
+        data = load_data_for(data_dir, dataclasses.replace(config, image_size=size), on_bad_image=on_bad_image)
+        if data.skipped and size == sizes[0]:
+            echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+        del data
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
                         repeats=repeats, strategy=strategy)
