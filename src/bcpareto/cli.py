@@ -422,7 +422,8 @@ def search(
 
 def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
               budget_minutes: float | None, warm_start: bool, sampler_seed: int | None, fidelity: str,
-              eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None) -> Any:
+              eta: int, min_epochs: int, max_int8_mb: float | None, max_macs: float | None,
+              max_latency_ms: float | None) -> Any:
     """The search options as a Strategy, checked (exit 2 before anything is created)."""
     from .space import read_space
     from .strategy import Limits, Strategy, check_strategy
