@@ -333,7 +333,7 @@ def run_search(
     echo(f"Backend: {describe_devices()}")
     echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
     # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
-    sizes = sorted(image_sizes(points, config, strategy), key=lambda s: s != config.image_size)
+    sizes = image_sizes(points, config, strategy)
     by_size = {}
     for size in sizes:
         by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
@@ -544,8 +544,9 @@ def run_search(
     return summary
 
 
-def image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> set[int]:
-    """Every input side the search may train: the sheet's, and the space's when a sampler draws."""
+def image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> list[int]:
+    """Every input side the search may train (the sheet's, and the space's when a sampler draws),
+    the preset's own first, then ascending: the order the search decodes them in."""
     sizes = {config.at(p).image_size for p in points} if not strategy.sampled or strategy.warm_start else set()
     if strategy.sampled and strategy.space is not None:
         spec = strategy.space.distributions().get("image_size")
@@ -555,7 +556,7 @@ def image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy
             sizes |= {int(v) for v in spec[1]}
         else:  # a fixed value (low == high): space.py refuses a range
             sizes.add(int(spec[1]))
-    return sizes or {config.image_size}
+    return sorted(sizes or {config.image_size}, key=lambda s: (s != config.image_size, s))
 
 
 def _units(study: optuna.Study) -> set[tuple[int, int]]:

@@ -184,7 +184,7 @@ def search_in_workers(
     # Decode here, once per image size the search may train, before the study is queued: an
     # unusable data set (a class with no readable image) stops the command with nothing created,
     # and the workers read the cache instead of each decoding every size at once.
-    sizes = sorted(image_sizes(points, config, strategy or Strategy()), key=lambda s: s != config.image_size)
+    sizes = image_sizes(points, config, strategy or Strategy())
     for size in sizes:
         data = load_data_for(data_dir, dataclasses.replace(config, image_size=size), on_bad_image=on_bad_image)
         if data.skipped and size == sizes[0]:
