@@ -334,6 +334,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))  # no kaggle.json
         monkeypatch.setenv("KAGGLEHUB_CACHE", str(cache))
         monkeypatch.delenv("KAGGLE_API_ENVIRONMENT", raising=False)  # the real endpoint, via the proxy
+        monkeypatch.delenv("BCPARETO_DATA", raising=False)  # else a data set there means "nothing to download"
         monkeypatch.chdir(tmp_path)
         yield cache
 

@@ -1,7 +1,8 @@
 """`bcpareto data download`: fetch Kaggle's blood-cell images with kagglehub and link them.
 
-Offline, a version already in kagglehub's cache is used; when nothing works the error carries the
-manual steps. The layout it checks is dataset.py's.
+A data set already at the destination or at ``$BCPARETO_DATA`` is used as it is, without asking
+Kaggle; offline, a version already in kagglehub's cache is used; when nothing works the error
+carries the manual steps. The layout it checks is dataset.py's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,36 @@ from .errors import DataError
 
 KAGGLE_HANDLE = "paultimothymooney/blood-cells"
 _MAX_DETAIL_CHARS = 200
+
+
+def present_dataset(dest: Path) -> Path | None:
+    """The folder that already holds a data set, so that nothing needs downloading, or None.
+
+    ``dest`` first, then ``$BCPARETO_DATA`` when set (the folder every command reads first).
+    "Holds a data set" means ``TRAIN`` and ``TEST`` each with the four class folders and at least
+    one image in each (``dataset.find_split``); it lists folders and reads no image (`bcpareto data
+    check` audits the images).
+    """
+    candidates = [Path(dest)]
+    from_env = os.environ.get(DATA_DIR_ENV)
+    if from_env:
+        candidates.append(Path(from_env))
+    for folder in candidates:
+        if _holds_dataset(folder):
+            return folder
+    return None
+
+
+def _holds_dataset(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    try:
+        for split in REQUIRED_SPLITS:
+            find_split(folder / split)
+    except (DataError, OSError):
+        return False
+    return True
+
 
 def _manual_steps(dest: Path, reason: str) -> str:
     return (
@@ -105,13 +136,18 @@ def _link_or_copy(images: Path, dest: Path) -> None:
 def download_dataset(*, dest: Path) -> Path:
     """Fetch Kaggle's blood-cell images with kagglehub and make ``dest`` point at them.
 
-    ``dest`` becomes a symlink to (or, where links fail, a copy of) the downloaded
+    When a data set is already in place (``present_dataset``: ``dest``, else ``$BCPARETO_DATA``),
+    Kaggle is not contacted and that folder is returned as it is. Otherwise ``dest`` becomes a
+    symlink to (or, where links fail, a copy of) the downloaded
     ``dataset2-master/dataset2-master/images`` folder; returns ``dest``. Offline, a version already in
     kagglehub's cache (``$KAGGLEHUB_CACHE``, else ``~/.cache/kagglehub``) is used. Raises
     ``DataError`` with the manual steps when the download fails, and when ``dest`` already exists
     as something other than a link to the same folder; then nothing is written to ``dest``.
     """
     dest = Path(dest)
+    present = present_dataset(dest)
+    if present is not None:
+        return present
     if dest.exists() and not dest.is_symlink():
         raise DataError(
             f"{dest}: already exists; remove it or choose another --dest "
