@@ -38,13 +38,19 @@ Within a row everything is crossed: each block type x dense pair x filter list x
 (x expansion, for inverted_residual only) x image size. Loop order: block outer, then the
 earlier dense pair and filter list, then stem, width, expansion and image size inner; the earlier sheets' points keep their
 numbers. For families that should not be crossed, use another row. No TensorFlow here.
+
+Any other header is an error naming the close column names (a misspelled ``blok`` would
+otherwise train other models than asked), except a note column: headed ``note`` (``notes``,
+``comment``, ...) or anything starting with ``#``, which the reader skips.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +87,11 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "expansion": ("expansion", "expansion ratio", "expansions", "expand ratio"),
     "image_size": ("image size", "image sizes", "resolution", "resolutions", "input size", "px"),
 }
+
+# Headers of columns the reader skips: notes for people (any case), or any header starting with
+# '#'. Every other header must name a column: a misspelled one ('blok') is an error, since
+# skipping it would train other models than the sheet asks for.
+NOTE_HEADERS = ("note", "notes", "comment", "comments", "description", "remark", "remarks")
 
 BLOCK_TYPES = ("conv", "separable", "inverted_residual")
 # Other spellings of the block types, after lower-casing and turning spaces and '-' into '_'.
@@ -206,9 +217,10 @@ def read_grid(path: Path | str) -> list[GridPoint]:
     if not rows or all(_blank(v) for v in rows[0]):
         raise GridSpecError(f"{where}: the sheet is empty; expected a header row {_header_hint()}")
 
-    columns = _locate_columns(rows[0], where)
+    header_problems = _header_problems(rows[0], {**COLUMNS, **OPTIONAL_COLUMNS})
+    columns = _locate_columns(rows[0], where, header_problems=header_problems)
     optional = _locate_optional_columns(rows[0], taken=set(columns.values()))
-    problems: list[str] = []
+    problems: list[str] = list(header_problems)
     points: list[GridPoint] = []
     data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
     if not data_rows:
@@ -287,7 +299,9 @@ def _match_headers(header: tuple[Any, ...], columns: dict[str, tuple[str, ...]])
     return found
 
 
-def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
+def _locate_columns(
+    header: tuple[Any, ...], where: str, *, header_problems: Sequence[str] = ()
+) -> dict[str, int]:
     found = _match_headers(header, COLUMNS)
     missing = [name for name in COLUMNS if name not in found]
     if missing:
@@ -295,8 +309,46 @@ def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
         raise GridSpecError(
             f"{where}, row 1: missing column(s) {', '.join(missing)}; found headers {present}; "
             f"expected {_header_hint()} (or the earlier sheet's spellings)"
+            + "".join(f"\n  {p}" for p in header_problems)
         )
     return found
+
+
+def _header_problems(header: tuple[Any, ...], columns: dict[str, tuple[str, ...]]) -> list[str]:
+    """Row 1's headers that name no column (nor a note, nor '#...'), and second copies of one.
+
+    Shared with space.py. Each problem names the cell and the header, and the close column
+    names (difflib), so `blok` says "did you mean block?".
+    """
+    canonical: dict[str, str] = {}  # every accepted spelling, normalised -> the column's name
+    for name, spellings in columns.items():
+        canonical.setdefault(_normalise_header(name), name)
+        for spelling in spellings:
+            canonical.setdefault(spelling, name)
+    known = ", ".join(columns)
+    first: dict[str, int] = {}
+    problems: list[str] = []
+    for col, value in enumerate(header):
+        if _blank(value):
+            continue
+        norm, text, ref = _normalise_header(value), str(value).strip(), f"cell {_col_letter(col)}1"
+        if norm in canonical:
+            name = canonical[norm]
+            if name in first:
+                problems.append(
+                    f"{ref}: {text!r} is a second {name} column (the first is cell "
+                    f"{_col_letter(first[name])}1); expected one column per name"
+                )
+            first.setdefault(name, col)
+        elif norm not in NOTE_HEADERS and not norm.startswith("#"):
+            close = difflib.get_close_matches(norm, list(canonical), n=6, cutoff=0.6)
+            names = list(dict.fromkeys(canonical[c] for c in close))[:3]
+            hint = f" (did you mean {' or '.join(names)}?)" if names else ""
+            problems.append(
+                f"{ref}: unknown column {text!r}{hint}; expected a column out of {known}, or a "
+                "note the reader skips (header 'note', or any header starting with '#')"
+            )
+    return problems
 
 
 def _locate_optional_columns(header: tuple[Any, ...], *, taken: set[int]) -> dict[str, int]:

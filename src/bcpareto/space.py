@@ -7,7 +7,8 @@ assignment becomes an ordinary :class:`~bcpareto.gridspec.GridPoint`, so trainin
 and the front treat it like a grid row. No TensorFlow or Optuna here.
 
 One row per parameter under a header row ``name | low | high | log | choices`` (any case and
-spacing; columns in any order; other columns, e.g. notes, are ignored). A row gives either a
+spacing; columns in any order; a note column, headed ``note`` or anything starting with ``#``,
+is skipped, and any other header is an error naming the close column names). A row gives either a
 range, ``low`` and ``high`` (``log`` yes/no/true/false or blank: sample on a log scale), or
 ``choices``, a Python-style list (``[3, 5, 7]``, ``[conv, separable]``: words need no quotes),
 not both. ``low == high`` or a single choice fixes the parameter.
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from .gridspec import (
     GridPoint,
     _blank,
     _col_letter,
+    _header_problems,
     _match_headers,
     _open_workbook,
     _parse_blocks,
@@ -253,14 +255,15 @@ def read_space(path: Path | str) -> SearchSpace | None:
             f"{where}: the sheet is empty; expected a header row {_header_hint()} and one row "
             "per parameter"
         )
-    columns = _locate_columns(rows[0], where)
+    header_problems = _header_problems(rows[0], COLUMNS)
+    columns = _locate_columns(rows[0], where, header_problems=header_problems)
     data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
     if not data_rows:
         raise GridSpecError(
             f"{where}: no parameter row under the header; expected one row per parameter, "
             f"e.g. conv_blocks with low 2 and high 4 (parameters: {', '.join(PARAMETERS)})"
         )
-    problems: list[str] = []
+    problems: list[str] = list(header_problems)
     parameters: list[Parameter] = []
     first_row: dict[str, int] = {}
     for row_number, row in data_rows:
@@ -303,7 +306,9 @@ def _header_hint() -> str:
     return "with columns " + ", ".join(f"'{c}'" for c in COLUMNS)
 
 
-def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
+def _locate_columns(
+    header: tuple[Any, ...], where: str, *, header_problems: Sequence[str] = ()
+) -> dict[str, int]:
     found = _match_headers(header, COLUMNS)
     missing = []
     if "name" not in found:
@@ -315,6 +320,7 @@ def _locate_columns(header: tuple[Any, ...], where: str) -> dict[str, int]:
         raise GridSpecError(
             f"{where}, row 1: missing column(s) {'; '.join(missing)}; found headers {present}; "
             f"expected a header row {_header_hint()}"
+            + "".join(f"\n  {p}" for p in header_problems)
         )
     return found
 
