@@ -4,18 +4,18 @@ Runs ``bcpareto.groups.find_groups`` over TRAIN and TEST (BCPARETO_DATA, else ..
 with an empty cache (``--warm``: the usual cache), prints the machine, wall and CPU time and the
 summary, and writes
 
-- docs/groups_contact_sheet.png: 12 random groups, one row each;
+- docs/results/groups/groups_contact_sheet.png: 12 random groups, one row each;
 - benchmarks/results/groups/summary.json: the summary and the timing;
 - benchmarks/results/groups/pairs_NN.png and pairs.json: ``--pairs`` random same-group pairs
   (an equal share per class; group, then two of its images, at random) and ``--different``
   random different-group pairs of one class, numbered, for a person to count how many show the
-  same smear. The count is recorded by hand in docs/groups_precision.json.
+  same smear. The count is recorded by hand in docs/results/groups/groups_precision.json.
 
     python benchmarks/bench_groups.py [--data-dir DIR] [--warm] [--pairs 200] [--different 40]
     python benchmarks/bench_groups.py --render benchmarks/results/groups/judged/pairs.json
 
-``--render`` only draws the sheets of a saved pair list (the one judged for docs/groups_precision.json)
-next to it. The sheets hold thumbnails of the data set's images: they are not committed.
+``--render`` only draws the sheets of a saved pair list (the one judged for
+docs/results/groups/groups_precision.json) next to it. The sheets hold thumbnails of the data set's images: they are not committed.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
               f"accepted pairs with 15-19 inliers: {sum(hist[15:20])}")
 
     OUT.mkdir(parents=True, exist_ok=True)
-    sheet = contact_sheet(groups, ROOT / "docs" / "groups_contact_sheet.png")
+    sheet = contact_sheet(groups, ROOT / "docs" / "results" / "groups" / "groups_contact_sheet.png")
     print(f"contact sheet: {sheet.relative_to(ROOT)}")
 
     rng = random.Random(0)

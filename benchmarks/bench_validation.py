@@ -8,7 +8,7 @@ For each CSV (one search, e.g. `bcpareto search --config edge`):
   model with the best val_accuracy among those of size <= B, against the best TEST accuracy
   among the same models; the worst and mean shortfall in TEST points over all budgets.
 
-    python benchmarks/bench_validation.py docs/edge_metrics_log.csv docs/edge_grouped_metrics_log.csv
+    python benchmarks/bench_validation.py docs/results/2026-11-26-edge/edge_metrics_log.csv docs/results/2026-11-26-edge-grouped/edge_grouped_metrics_log.csv
 
 numpy and the csv module only; runs in a second.
 """

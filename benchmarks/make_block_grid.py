@@ -27,7 +27,7 @@ matter; so the four-block net spans widths 0.5-4 at 96 px and its width 1 the th
 the six-block separable and the inverted-residual nets at 64 and 96 px, and three plain
 conv-pool references of the edge grid at 64 px (27.7k to 228k parameters). Its workbook also
 has a `space` sheet, so a sampler can search the three block types with a stem and a stride-1
-last block at 64 and 96 px (README "Beyond the grid").
+last block at 64 and 96 px (docs/guide/search.md).
 
     python benchmarks/make_block_grid.py && bcpareto grid configs/edge_grid_blocks.xlsx --config blocks
     bcpareto grid configs/edge_grid_mobile.xlsx --config mobile

@@ -5,9 +5,10 @@ file size (left) and against multiply-adds per image (right), both on log axes. 
 marker name the block type (plain conv, depthwise-separable, inverted-residual); the marker's
 area grows with the input side (48, 64, 96, 128 px), hollow below 64 px. The models on
 the front chosen on validation (val_accuracy against int8 size) are ringed and labelled with
-their grid id. Also prints the per-type table the README quotes.
+their grid id. Also prints the per-type table docs/results/blocks.md quotes.
 
-    python benchmarks/plot_blocks.py runs/blocks/metrics_log.csv --out docs/blocks_front.png
+    python benchmarks/plot_blocks.py runs/blocks/metrics_log.csv \
+        --out docs/results/2026-11-27-blocks/blocks_front.png
 
 numpy, pandas and matplotlib only (the Agg backend: no display, no browser).
 """
@@ -111,7 +112,8 @@ def table(frame: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("docs/blocks_front.png"))
+    parser.add_argument("--out", type=Path,
+                        default=Path("docs/results/2026-11-27-blocks/blocks_front.png"))
     parser.add_argument("--title", default="Block types: int8 TEST accuracy per byte and per multiply-add")
     args = parser.parse_args()
     frame = load(args.csv)
