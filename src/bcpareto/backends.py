@@ -29,16 +29,24 @@ class BackendError(BcParetoError):
 
 
 def chosen_backend() -> str:
-    """The backend Keras will load: ``KERAS_BACKEND``, else TensorFlow."""
-    return (os.environ.get("KERAS_BACKEND") or DEFAULT).strip().lower()
+    """The backend Keras will load: ``KERAS_BACKEND`` (any case and spacing; blank is unset),
+    else TensorFlow."""
+    return (os.environ.get("KERAS_BACKEND") or "").strip().lower() or DEFAULT
 
 
 def check_backend() -> str:
-    """The chosen backend's name; BackendError if it is unknown or not installed. Imports nothing."""
+    """The chosen backend's name; BackendError if it is unknown or not installed. Imports nothing.
+
+    Keras reads ``KERAS_BACKEND`` itself, as written, when it is first imported (and so do the
+    worker processes, which inherit it), and takes ``" jax"`` or ``TensorFlow`` for no backend:
+    the checked name is written back to the environment, so call this before Keras loads.
+    """
     name = chosen_backend()
     if name not in BACKENDS:
         raise BackendError(f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} is not a backend bcpareto "
                            f"trains on; expected one of {', '.join(BACKENDS)} (unset: {DEFAULT})")
+    if "KERAS_BACKEND" in os.environ:
+        os.environ["KERAS_BACKEND"] = name  # what Keras and the workers read
     if importlib.util.find_spec(name) is None:
         raise BackendError(f"KERAS_BACKEND={name}, but {name} is not installed in this Python "
                            f"({sys.executable}); install it with: {INSTALL[name]}")
