@@ -237,6 +237,11 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Train every grid point N times with different seeds (each exactly once, across "
               "workers); `bcpareto plot` then draws the mean with the spread as error bars. Raising N "
               "later trains only the new repeats.")
+@click.option("--folds", type=int, metavar="K",
+              help="Grouped, class-stratified K-fold cross-validation over TRAIN's source smears "
+                   "(validation = \"cv\"): each grid point trains K times, once per fold, and "
+                   "`bcpareto plot` gives intervals from the pooled out-of-fold predictions "
+                   "[default: the preset's; 5 where validation = \"cv\"].")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
 @click.option("--teacher", metavar="GRID_ID|FILE.keras",
@@ -282,7 +287,8 @@ def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int | str, worker_index: int | None,
-    edge_metrics: bool | None, retry_failed: bool, repeats: int, on_bad_image: str, teacher: str | None,
+    edge_metrics: bool | None, retry_failed: bool, repeats: int, folds: int | None, on_bad_image: str,
+    teacher: str | None,
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
     max_macs: float | None, max_latency_ms: float | None,
@@ -334,6 +340,7 @@ def search(
         path, points, config = _load(
             xlsx, preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
             limit_per_class=limit_per_class, edge_metrics=edge_metrics, teacher=teacher_ref,
+            folds=folds, validation="cv" if folds is not None else None,
         )
         if config.teacher is not None:
             from .distill import check_teacher
@@ -405,10 +412,13 @@ def search(
                    f"({summary.trained_here} trained now{''.join(', ' + e for e in extra)}, "
                    f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
     else:
-        noun = "grid points" if repeats == 1 else f"models ({len(points)} grid points x {repeats} repeats)"
+        per_point = summary.total // max(len(points), 1)
+        noun = "grid points" if per_point == 1 else (
+            f"models ({len(points)} grid points x {per_point} "
+            + (f"folds and seeds)" if config.validation == "cv" else "repeats)"))
         extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
                                               (summary.infeasible, "infeasible")) if n]
-        click.echo(f"Done: {summary.completed}/{len(points) * repeats} {noun} completed in study "
+        click.echo(f"Done: {summary.completed}/{summary.total} {noun} completed in study "
                    f"'{summary.study_name}' ({summary.trained_here} trained now"
                    f"{''.join(', ' + e for e in extra)}, {summary.wall_seconds:.0f} s); "
                    f"results in {run_dir / 'metrics_log.csv'}")
@@ -608,10 +618,22 @@ def _parse_floats(
 @click.option("--seconds-column", default="train_seconds", show_default=True, metavar="COL",
               help="With --hv-seconds: the seconds each trial spent (wall_seconds for logs made "
               "before train_seconds existed; it adds evaluation and TFLite time).")
+@click.option("--choose", type=click.Choice(["one-se", "best"]), default="one-se", show_default=True,
+              help="For a run with kept predictions: at each size budget, the smallest model within "
+                   "one standard error of the best (one-se, Breiman et al.), or the best.")
+@click.option("--budgets", metavar="MB[,MB...]", default=None, callback=_parse_floats,
+              help="Size budgets (int8 MB) of the choice [default: 0.02,0.1; any size is always added].")
+@_study_option("For a run with kept predictions: the study, when the CSV holds several.")
 def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | None,
          ref: list[float] | None, out_dir: Path, as_json: bool, hv_seconds: bool,
-         seconds_column: str) -> None:
+         seconds_column: str, choose: str, budgets: list[float] | None, study_name: str | None) -> None:
     """Pareto front of one or more metrics CSVs (several overlay in one figure).
+
+    \b
+    A run whose search kept its predictions (runs/<study>/ beside the CSV; every search does,
+    cross-validation with --folds K gives the most) is judged with intervals: each model's CV
+    and TEST accuracy with a 90% group-bootstrap interval, its probability of being on the
+    front, and the --choose model at each size budget (cv_models.csv, pareto_front.csv/.png).
 
     \b
     Objectives are CSV columns, COL:min or COL:max; without a direction, columns
@@ -628,6 +650,22 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
 
     with _errors():
         check_creatable_dir(out_dir, option="--out")
+        if budgets is not None and any(b <= 0 for b in budgets):
+            raise click.BadParameter(f"{budgets}: expected positive sizes in MB", param_hint="--budgets")
+        if len(csv_files) == 1 and x is None and y is None and z is None and not hv_seconds:
+            from .cvreport import DEFAULT_BUDGETS, cv_report, format_cv_report, study_folder, write_cv_outputs
+            from .cvreport import report_to_dict as cv_dict
+
+            if study_folder(csv_files[0], study_name) is not None:
+                cv = cv_report(csv_files[0], study=study_name, rule=choose,
+                               budgets=budgets if budgets is not None else DEFAULT_BUDGETS)
+                outputs = write_cv_outputs(cv, out_dir)
+                if as_json:
+                    click.echo(json.dumps({**cv_dict(cv), "outputs": [str(p) for p in outputs]}, indent=2))
+                else:
+                    click.echo(format_cv_report(cv))
+                    click.echo("Wrote " + ", ".join(str(p) for p in outputs))
+                return
         report = plot_report(csv_files, x=x, y=y, z=z, ref=ref, out_dir=out_dir)
         hv = None
         if hv_seconds:
@@ -650,6 +688,28 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
         click.echo(f"Hypervolume against training time ({hv[0]}), time to reach a share of the best volume:")
         for line in hv[1]:
             click.echo(f"  {line}")
+
+
+@cli.command()
+@click.argument("csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("a", metavar="A", type=click.IntRange(min=0))
+@click.argument("b", metavar="B", type=click.IntRange(min=0))
+@_study_option("The study, when the CSV holds several with kept predictions.")
+def compare(csv_file: Path, a: int, b: int, study_name: str | None) -> None:
+    """Compare grid points A and B of a run in words and numbers.
+
+    Each model's CV and TEST accuracy (float and int8) with 90% intervals, then A minus B on
+    the same images, resampled by source smear (paired), with P(A better). "Better" is said only
+    where the interval of the difference excludes zero; otherwise "not shown".
+
+    \b
+      bcpareto compare metrics_log.csv 3 7
+    """
+    from .cvreport import compare as compare_models
+    from .cvreport import cv_report
+
+    with _errors():
+        click.echo(compare_models(cv_report(csv_file, study=study_name), a, b))
 
 
 @cli.command("export")

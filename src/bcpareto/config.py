@@ -78,6 +78,9 @@ class TrainConfig:
     # of one smear on both sides: optimistic); "test": TEST (the earlier way)
     validation: str = "grouped"
     val_fraction: float = 0.15  # share of TRAIN held out for model selection
+    # validation "cv": grouped, class-stratified K-fold cross-validation over TRAIN's source
+    # smears; each grid point trains once per fold (cvstats.py pools the out-of-fold predictions)
+    folds: int = 5
     drop_test_duplicates: bool = True  # TEST files byte-identical to TRAIN files leak; drop them
     edge_metrics: bool = True  # TFLite fp32/fp16/int8 sizes, int8 TEST accuracy, latency
     latency_runs: int = 50  # timed single-image runs (after 10 warm-up runs), 1 thread
@@ -114,6 +117,8 @@ class TrainConfig:
         data.pop("grid")  # the grid's points are hashed into the study name on their own
         if not self.strip_tflite_names:  # added later: the studies made before keep their names
             data.pop("strip_tflite_names")
+        if self.validation != "cv":  # folds change nothing then: old study names stay
+            data.pop("folds")
         if self.teacher is None:  # distillation settings change nothing then: old study names stay
             for key in ("teacher", "distill_temperature", "distill_weight"):
                 data.pop(key)
@@ -129,7 +134,7 @@ _CHOICES = {
     "padding": ("same", "valid"),
     "optimizer": ("adam", "adamw", "sgd"),
     "lr_schedule": ("constant", "cosine"),
-    "validation": ("grouped", "holdout", "test"),
+    "validation": ("grouped", "cv", "holdout", "test"),
 }
 _AUGMENTATIONS = ("flip", "rot90", "brightness", "contrast", "stain", "zoom")
 
@@ -196,6 +201,7 @@ MAX_IMAGE_SIZE = MAX_IMAGE_SIDE  # the grid sheet's image_size column has the sa
 MAX_BATCH_SIZE = 4096  # a batch of 4096 64-px images is 200 MB of float32 input alone
 MAX_EPOCHS = 10_000
 MAX_LATENCY_RUNS = 100_000
+MAX_FOLDS = 50  # the smallest class has ~16 source smears in TRAIN: data.py checks the real bound
 _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "name": (str, "a string"), "color_mode": (str, "a string"), "padding": (str, "a string"),
     "optimizer": (str, "a string"), "lr_schedule": (str, "a string"), "validation": (str, "a string"),
@@ -205,6 +211,7 @@ _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "batch_size": (int, "a whole number"), "epochs": (int, "a whole number"),
     "warmup_epochs": (int, "a whole number"), "latency_runs": (int, "a whole number"),
     "seed": (int, "a whole number"), "limit_per_class": (int, "a whole number"),
+    "folds": (int, "a whole number"),
     "bn_momentum": (float, "a number"), "conv_dropout": (float, "a number"),
     "dense_dropout": (float, "a number"), "learning_rate": (float, "a number"),
     "weight_decay": (float, "a number"), "label_smoothing": (float, "a number"),
@@ -220,6 +227,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {  # key -> (low, high, what the 
     "latency_runs": (1, MAX_LATENCY_RUNS, f"1-{MAX_LATENCY_RUNS}"),
     "seed": (0, 2**32 - 1, "0-4294967295"),
     "limit_per_class": (1, 10**9, "a positive whole number"),
+    "folds": (2, MAX_FOLDS, f"2-{MAX_FOLDS} (cross-validation needs at least two folds)"),
     "bn_momentum": (0, 1, "[0, 1)"), "weight_decay": (0, 1, "[0, 1)"),
 }
 

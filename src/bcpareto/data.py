@@ -9,6 +9,7 @@ per (file list, image size, colour mode) into uint8 arrays under the cache direc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -72,6 +73,40 @@ class DataSplits:
     test_duplicates_removed: int
     skipped: tuple[str, ...] = ()  # unreadable files left out, all splits
     groups: SourceGroups | None = None  # validation "grouped": the groups.SourceGroups the split was made with
+    # validation "cv": train holds all of TRAIN and val nothing; folds[i] is the fold of train
+    # image i (for_fold(k) gives the split of one fold model)
+    folds: np.ndarray | None = None
+
+    @property
+    def n_folds(self) -> int:
+        return 0 if self.folds is None else int(self.folds.max()) + 1
+
+    def for_fold(self, fold: int) -> DataSplits:
+        """The split fold model ``fold`` trains on (the other folds) and validates on (this one)."""
+        if self.folds is None:
+            return self
+        held = self.folds == fold
+        return dataclasses.replace(
+            self, train=self.train.subset(~held, name="train"), val=self.train.subset(held, name="val"),
+            val_source=f"{self.val_source}, fold {fold + 1}", folds=None,
+        )
+
+    def image_table(self) -> dict[str, np.ndarray]:
+        """Every image a model is scored on, in a fixed order, with its class, source group and
+        fold: the index that kept predictions refer to (cvstats.py). TRAIN's images come first
+        (fold -1: only ever trained on), then TEST's (fold -2). Without source groups every
+        image is its own group."""
+        parts = (self.train,) if self.folds is not None else (self.train, self.val)
+        folds = (self.folds if self.folds is not None
+                 else np.r_[np.full(len(self.train), -1), np.zeros(len(self.val), dtype=int)])
+        paths = [p for part in (*parts, self.test) for p in part.paths]
+        group_of = self.groups.group_of if self.groups is not None else str
+        return {
+            "path": np.array(paths, dtype=str),
+            "label": np.concatenate([part.labels for part in (*parts, self.test)]).astype(np.int8),
+            "group": np.array([str(group_of(p)) for p in paths], dtype=str),
+            "fold": np.r_[folds, np.full(len(self.test), -2)].astype(np.int16),
+        }
 
 
 def load_data(
@@ -82,6 +117,7 @@ def load_data(
     cell_crop: int = 0,
     validation: str = "holdout",
     val_fraction: float = 0.15,
+    folds: int = 5,
     drop_test_duplicates: bool = True,
     limit_per_class: int | None = None,
     seed: int = 0,
@@ -121,7 +157,7 @@ def load_data(
     skipped = train.skipped + test.skipped
     if validation == "test":
         return DataSplits(train, test, test, "TEST", test_source, len(duplicates), skipped)
-    if validation != "grouped":
+    if validation not in ("grouped", "cv"):
         fit, val = _stratified_split(train, fraction=val_fraction, seed=seed)
         val_source = f"TRAIN holdout {val_fraction:.0%}"
         return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped)
@@ -133,11 +169,17 @@ def load_data(
     shares = np.array([groups.group_of(p) in with_train for p in test.paths], dtype=bool)
     test = test.subset(~shares, name="TEST")
     train_groups = np.array([groups.group_of(p) for p in train.paths], dtype=object)
-    fit, val, n_val_groups = _grouped_split(train, train_groups, fraction=val_fraction, seed=seed)
-    val_source = f"TRAIN grouped {val_fraction:.0%} ({n_val_groups} of {len(set(train_groups))} source groups)"
     dropped = int(shares.sum()) + len(duplicates)
     test_source = (f"TEST minus {dropped} images sharing a source smear with TRAIN "
                    f"({len(duplicates)} of them byte-identical copies)")
+    if validation == "cv":
+        assignment = grouped_folds(train.labels, train_groups, folds=folds, seed=seed)
+        val_source = f"TRAIN grouped {folds}-fold CV ({len(set(train_groups))} source groups)"
+        empty = train.subset(np.zeros(len(train), dtype=bool), name="val")
+        return DataSplits(train, empty, test, val_source, test_source, len(duplicates), skipped, groups,
+                          folds=assignment)
+    fit, val, n_val_groups = _grouped_split(train, train_groups, fraction=val_fraction, seed=seed)
+    val_source = f"TRAIN grouped {val_fraction:.0%} ({n_val_groups} of {len(set(train_groups))} source groups)"
     return DataSplits(fit, val, test, val_source, test_source, len(duplicates), skipped, groups)
 
 
@@ -153,6 +195,7 @@ def load_data_for(
         cell_crop=config.cell_crop,
         validation=config.validation,
         val_fraction=config.val_fraction,
+        folds=config.folds,
         drop_test_duplicates=config.drop_test_duplicates,
         limit_per_class=config.limit_per_class,
         seed=config.seed,
@@ -201,6 +244,40 @@ def _grouped_split(
             if taken >= target:
                 break
     return split.subset(~is_val, name="train"), split.subset(is_val, name="val"), held_out
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of every image: whole source groups, class-stratified, seeded.
+
+    Per class (a group's class is its images' majority label), the groups in a seeded random
+    order, largest first, each go to the fold that holds the fewest of the class's images so
+    far (scikit-learn's StratifiedGroupKFold balances the same way). Raises DataError when a
+    class has fewer groups than folds: a fold would then have no image of that class."""
+    labels = np.asarray(labels)
+    names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(names))
+    majority = np.array([np.bincount(labels[inverse == g], minlength=len(CLASSES)).argmax()
+                         for g in range(len(names))])
+    short = {CLASSES[c]: int((majority == c).sum()) for c in np.unique(labels)
+             if (majority == c).sum() < folds}
+    if short:
+        raise DataError(
+            f"{folds}-fold cross-validation needs at least {folds} source groups per class; "
+            + ", ".join(f"{name} has {n}" for name, n in short.items())
+            + f" in TRAIN. Use --folds {max(2, min(short.values()))} or fewer"
+            + (" (or validation = \"grouped\")" if min(short.values()) < 2 else ""))
+    rng = np.random.default_rng(seed)
+    fold_of_group = np.zeros(len(names), dtype=np.int16)
+    for label in np.unique(majority):
+        members = np.flatnonzero(majority == label)
+        members = members[rng.permutation(len(members))]
+        members = members[np.argsort(-sizes[members], kind="stable")]  # ties stay shuffled
+        load = np.zeros(folds)
+        for g in members:
+            target = int(np.argmin(load + rng.random(folds) * 1e-9))  # ties: a random fold
+            fold_of_group[g] = target
+            load[target] += sizes[g]
+    return fold_of_group[inverse]
 
 
 def _stratified_split(split: Split, *, fraction: float, seed: int) -> tuple[Split, Split]:

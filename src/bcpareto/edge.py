@@ -45,6 +45,7 @@ class EdgeReport:
     metrics: dict[str, float | int]
     protocol: dict[str, Any]
     tflite_models: dict[str, bytes] = field(repr=False)
+    int8_test_probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, classes)
 
 
 def convert(
@@ -179,7 +180,8 @@ def evaluate_tflite(
     Handles float and quantised inputs: for a quantised input, pixels are quantised with the
     tensor's own scale and zero point (identity for our int8 models). Returns accuracy,
     balanced_accuracy (mean per-class recall over the classes present in `labels`), predictions
-    (int64 array, N) and n_images.
+    (int64 array, N), probabilities (float32, (N, classes): the output dequantised with its own
+    scale and zero point) and n_images.
     """
     labels = np.asarray(labels)
     interpreter = load_interpreter(tflite_model, num_threads=num_threads)
@@ -197,6 +199,8 @@ def evaluate_tflite(
     output_detail = interpreter.get_output_details()[0]
 
     predictions = np.empty(len(images), dtype=np.int64)
+    probabilities = np.empty((len(images), int(output_detail["shape"][-1])), dtype=np.float32)
+    scale, zero_point = output_detail.get("quantization", (0.0, 0))
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
         n = len(chunk)
@@ -206,11 +210,14 @@ def evaluate_tflite(
         interpreter.invoke()
         scores = interpreter.get_tensor(output_detail["index"])[:n]
         predictions[start:start + n] = np.argmax(scores, axis=-1)  # monotonic: no dequantising needed
+        probabilities[start:start + n] = ((scores.astype(np.float32) - zero_point) * scale if scale
+                                          else scores)
 
     return {
         "accuracy": float(np.mean(predictions == labels)),
         "balanced_accuracy": _balanced_accuracy(labels, predictions),
         "predictions": predictions,
+        "probabilities": probabilities,
         "n_images": int(len(images)),
     }
 
@@ -336,7 +343,8 @@ def measure_edge(
         "int8_calibration": f"{min(len(train_images), N_REPRESENTATIVE)} training images, seed 0",
         "int8_io": "uint8 raw pixels in (scale 1, zero point 0); uint8 softmax out (probability = q/256)",
     }
-    return EdgeReport(metrics=metrics, protocol=protocol, tflite_models=models)
+    return EdgeReport(metrics=metrics, protocol=protocol, tflite_models=models,
+                      int8_test_probabilities=scores["probabilities"])
 
 
 def check_choice(value: str, valid: tuple[str, ...], *, what: str) -> None:

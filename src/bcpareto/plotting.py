@@ -456,3 +456,54 @@ def _worst_corner(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
+
+
+def cv_figure(
+    *, sizes: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, p_front: np.ndarray,
+    labels: Sequence[str], chosen: dict[int, str], x_label: str, y_label: str, title: str,
+) -> Figure:
+    """Accuracy against size with each model's interval as an error bar, coloured (and made
+    more opaque) by its probability of being on the front; the chosen models ringed and named.
+    Readable from a handful of models to several hundred (thin bars, small markers)."""
+    sizes, values = np.asarray(sizes, float), np.asarray(values, float)
+    p = np.nan_to_num(np.asarray(p_front, float))
+    figure = _new_figure(figsize=(8.0, 5.5))
+    ax = figure.add_subplot()
+    many = len(values) > 60
+    norm = Normalize(0.0, 1.0)
+    cmap = _colormap("viridis_r")
+    order = np.argsort(p)  # likely front members drawn last, on top
+    for i in order:
+        colour = cmap(norm(p[i]))
+        ax.errorbar(sizes[i], values[i], yerr=[[values[i] - lo[i]], [hi[i] - values[i]]], fmt="none",
+                    ecolor=colour, alpha=0.25 + 0.75 * p[i], elinewidth=0.6 if many else 1.0, capsize=0 if many else 2)
+    points = ax.scatter(sizes[order], values[order], c=p[order], cmap=cmap, norm=norm,
+                        s=10 if many else 28, alpha=None, edgecolors="none", zorder=3)
+    colourbar = figure.colorbar(points, ax=ax, pad=0.01)
+    colourbar.set_label("P(on the front): share of smear resamples in which it is non-dominated")
+    front = pareto.nondominated_mask(np.column_stack([-values, sizes]))
+    xs = np.argsort(sizes[front])
+    ax.step(sizes[front][xs], values[front][xs], where="post", color="0.4", linewidth=0.8,
+            linestyle="--", label="front of the point estimates", zorder=2)
+    for i, budget in chosen.items():
+        ax.scatter([sizes[i]], [values[i]], s=170, facecolors="none", edgecolors="tab:red", linewidths=1.6, zorder=4)
+        ax.annotate(f"grid {labels[i]} ({budget})", (sizes[i], values[i]), xytext=(8, -14),
+                    textcoords="offset points", fontsize=LABEL_SIZE + 1, color="tab:red")
+    if not many:
+        for i in np.flatnonzero(front & ~np.isin(np.arange(len(values)), list(chosen))):
+            ax.annotate(labels[i], (sizes[i], values[i]), xytext=(4, 4), textcoords="offset points",
+                        fontsize=LABEL_SIZE, color="0.3")
+    ax.scatter([], [], s=170, facecolors="none", edgecolors="tab:red", linewidths=1.6, label="chosen (size budget)")
+    ax.set_xlabel(axis_label(x_label, direction="min", log=axis_scale(sizes) == "log"))
+    ax.set_ylabel(y_label)
+    _set_scale(ax, 0, sizes)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    ax.legend(loc="lower right", fontsize=LABEL_SIZE + 1)
+    _fitted_title(figure, title)
+    return figure
+
+
+def _colormap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]

@@ -75,6 +75,7 @@ class Progress:
     ) -> None:
         """``todo``: (point, repeat) of every model this worker may train."""
         self.todo, self.config, self.echo = todo, config, echo
+        self.folds = config.folds if config.validation == "cv" else 0
         self.steps = config.epochs * (-(-n_train // config.batch_size) + n_eval / max(config.batch_size, 64) / 3)
         self.predicted: dict[tuple[int, int], float] = {}
         self.actual: dict[tuple[int, int], float] = {}
@@ -109,7 +110,7 @@ class Progress:
         width = 24
         filled = int(width * self.done / max(n, 1))
         self.echo(
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  {unit_label(point.grid_id, repeat)}: "
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{n}  {unit_label(point.grid_id, repeat, folds=self.folds)}: "
             f"{point.describe()} | elapsed {clock(time.perf_counter() - self.t0)}"
             f" | ETA {clock(self._eta())}"
         )
@@ -123,12 +124,16 @@ class Progress:
             self.actual[unit] = seconds if seconds is not None else self.predicted[unit]
         if row is not None:
             self.echo(
-                f"  {unit_label(point.grid_id, repeat)} done in {seconds:.0f} s: val_accuracy "
+                f"  {unit_label(point.grid_id, repeat, folds=self.folds)} done in {seconds:.0f} s: val_accuracy "
                 f"{row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}, model_size(MB) "
                 f"{row['model_size(MB)']:.3f}, {row['n_params']:,} params"
             )
 
 
-def unit_label(grid_id: int, repeat: int = 0) -> str:
-    """"grid point 3", or "grid point 3 repeat 1" for a further run of --repeats."""
+def unit_label(grid_id: int, repeat: int = 0, *, folds: int = 0) -> str:
+    """"grid point 3", or "grid point 3 repeat 1" for a further run of --repeats; under
+    ``folds``-fold cross-validation "grid point 3 fold 2/5" (and "seed 1" from the second seed)."""
+    if folds:
+        seed = repeat // folds
+        return f"grid point {grid_id} fold {repeat % folds + 1}/{folds}" + (f" seed {seed}" if seed else "")
     return f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")

@@ -3,6 +3,8 @@
     <run_dir>/runs/<study>/grid_<id>.keras        the trained Keras model
     <run_dir>/runs/<study>/grid_<id>_int8.tflite  the int8 file whose accuracy and latency were measured
     <run_dir>/runs/<study>/grid_<id>.json         the CSV row, TEST confusion matrix, classes, config
+    <run_dir>/runs/<study>/grid_<id>_predictions.npz  class probabilities on validation and TEST
+    <run_dir>/runs/<study>/images_<digest>.npz    the scored images: path, class, source group, fold
 
 Every file bcpareto writes goes through ``write_atomic`` (or ``save_keras_atomic``): written to a
 temporary file beside the target, flushed, then renamed, so a crash never leaves half a file.
@@ -10,6 +12,9 @@ temporary file beside the target, flushed, then renamed, so a crash never leaves
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import json
 import os
 import re
@@ -19,6 +24,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import BcParetoError, ConfigError
 
@@ -192,3 +199,72 @@ def find_trial(
         int8_model=int8 if int8.is_file() else None,
         record=json.loads(_record_path(folder, grid_id, repeat).read_text()),
     )
+
+
+# Kept predictions (cvstats.py recomputes every statistic from them). One image table per study
+# folder, named by its digest, lists every scored image; each model's file refers to it by index.
+_TABLE_PREFIX = "images_"
+
+
+def save_image_table(folder: Path, table: dict[str, np.ndarray]) -> str:
+    """Write the study's image table once (atomic; the same bytes from every worker); returns its name."""
+    short = {**table, "path": np.array(["/".join(Path(p).parts[-3:]) for p in table["path"]], dtype=str)}
+    digest = hashlib.sha1()
+    for key in sorted(short):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(short[key]).tobytes())
+    name = f"{_TABLE_PREFIX}{digest.hexdigest()[:12]}"
+    path = folder / f"{name}.npz"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, _npz_bytes(short))
+    return name
+
+
+def save_predictions(folder: Path, grid_id: int, *, repeat: int = 0, table: str, predictions: Any) -> None:
+    """A model's class probabilities on its validation and TEST images (float16), by table index."""
+    index = _table_index(folder, table)
+    arrays: dict[str, np.ndarray] = {"table": np.array(table)}
+    for split in ("val", "test"):
+        paths = getattr(predictions, f"{split}_paths")
+        arrays[f"{split}_index"] = np.array([index["/".join(Path(p).parts[-3:])] for p in paths],
+                                            dtype=np.int32)
+        for suffix in ("", "_int8"):
+            values = getattr(predictions, f"{split}{suffix}")
+            if values is not None:
+                arrays[f"{split}_prob{suffix}"] = np.asarray(values, dtype=np.float16)
+    write_atomic(_predictions_path(folder, grid_id, repeat), _npz_bytes(arrays))
+
+
+def load_predictions(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[tuple[int, int], dict[str, np.ndarray]]]:
+    """(image tables by name, each model's kept predictions keyed by (grid_id, repeat))."""
+    folder = Path(folder)
+    tables = {p.stem: dict(np.load(p)) for p in sorted(folder.glob(f"{_TABLE_PREFIX}*.npz"))}
+    found = {}
+    for path in folder.glob("grid_*_predictions.npz"):
+        match = re.fullmatch(r"grid_(\d+)(?:_r(\d+))?_predictions", path.stem)
+        if match:
+            with np.load(path) as data:
+                found[int(match[1]), int(match[2] or 0)] = {k: data[k] for k in data.files}
+    return tables, dict(sorted(found.items()))
+
+
+def _predictions_path(folder: Path, grid_id: int, repeat: int = 0) -> Path:
+    return folder / f"{_stem(grid_id, repeat)}_predictions.npz"
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_index(path: Path, mtime_ns: int) -> dict[str, int]:
+    with np.load(path) as data:
+        return {str(p): i for i, p in enumerate(data["path"])}
+
+
+def _table_index(folder: Path, table: str) -> dict[str, int]:
+    path = folder / f"{table}.npz"
+    return _cached_index(path, path.stat().st_mtime_ns)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()

@@ -34,7 +34,7 @@ from .metrics_log import completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
 from .progress import Progress, calibrate, clock, study_eta, unit_label
-from .runs import save_record, study_dir
+from .runs import save_image_table, save_predictions, save_record, study_dir
 from .storage import (
     HEARTBEAT_SECONDS,
     default_storage_url,
@@ -83,9 +83,15 @@ def unit_of(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
     return None if gid is None else (gid, int(trial.user_attrs.get("repeat", 0)))
 
 
+def units_per_point(config: TrainConfig, repeats: int = 1) -> int:
+    """Models one grid point trains: its repeats (seeds), times the folds under cross-validation.
+    Unit r of a point trains fold r % K with seed r (trial.py)."""
+    return repeats * (config.folds if config.validation == "cv" else 1)
+
+
 def sync_grid(
     study: optuna.Study, points: list[GridPoint], *, repeats: int = 1, retry_failed: bool = False,
-    strategy: Strategy | None = None,
+    strategy: Strategy | None = None, fold_major: bool = False,
 ) -> dict[str, int]:
     """Enqueue every (point, repeat) that has no completed, waiting or running trial. Call under
     the lock. Repeat r of a point trains with another seed (``--repeats``), once like any point.
@@ -106,7 +112,11 @@ def sync_grid(
         if unit is not None:
             by_unit.setdefault(unit, []).append(trial)
     enqueued = 0
-    for point, repeat in ((p, r) for p in points for r in range(repeats)):
+    # fold_major (cross-validation): every point's first fold before any point's second, so
+    # claims in queue order learn something of every point first (and racing can drop points)
+    order = (((p, r) for r in range(repeats) for p in points) if fold_major
+             else ((p, r) for p in points for r in range(repeats)))
+    for point, repeat in order:
         trials = by_unit.get((point.grid_id, repeat), [])
         if not _needs_queueing(trials, retry_failed=retry_failed):
             continue
@@ -207,6 +217,7 @@ class SearchSummary:
     infeasible: int = 0  # over a --max-* limit, not trained
     duplicates: int = 0  # sampled again after the study had them: told, not trained
     budget_spent: bool = False
+    total: int = 0  # models the study trains (grid points x folds x repeats; sampled: n_trials)
 
 
 @dataclass(frozen=True)
@@ -276,7 +287,8 @@ def open_study(
         study.set_user_attr("grid_size", len(points))
         study.set_user_attr("grid_hash", grid_hash)
         study.set_user_attr("config_hash", config.fingerprint())
-        study.set_user_attr("repeats", max(repeats, int(theirs.get("repeats", 1))))
+        units = units_per_point(config, repeats)
+        study.set_user_attr("repeats", max(units, int(theirs.get("repeats", 1))))
         if "strategy" not in theirs:
             study.set_user_attr("strategy", strategy.fingerprint())
         if strategy.sampled:
@@ -285,8 +297,8 @@ def open_study(
                 study.set_user_attr("n_trials", max(strategy.n_trials, int(theirs.get("n_trials", 0))))
         optuna.storages.fail_stale_trials(study)
         if not strategy.sampled or strategy.warm_start:
-            sync_grid(study, points, repeats=repeats if not strategy.sampled else 1,
-                      retry_failed=retry_failed, strategy=strategy)
+            sync_grid(study, points, repeats=units if not strategy.sampled else 1,
+                      retry_failed=retry_failed, strategy=strategy, fold_major=config.validation == "cv")
         else:
             sync_grid(study, [], retry_failed=retry_failed, strategy=strategy)
     return StudyHandle(study=study, storage=storage, url=url)
@@ -341,8 +353,16 @@ def run_search(
     data = by_size[sizes[0]]
     if len(sizes) > 1:
         echo(f"  image sizes of this grid: {', '.join(f'{s} px' for s in sorted(sizes))}")
-    echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
-         f"test {len(data.test)} ({data.test_source})")
+    # what one model trains and validates on (under CV: fold 1's shares)
+    n_val = int((data.folds == 0).sum()) if data.folds is not None else len(data.val)
+    n_fit = len(data.train) - (n_val if data.folds is not None else 0)
+    if data.n_folds:
+        echo(f"  TRAIN {len(data.train)} images in {data.n_folds} folds ({data.val_source}): each model "
+             f"trains on ~{n_fit}, validates on the other ~{n_val}; "
+             f"test {len(data.test)} ({data.test_source})")
+    else:
+        echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
+             f"test {len(data.test)} ({data.test_source})")
     if data.skipped:
         echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
     handle = open_study(
@@ -352,7 +372,8 @@ def run_search(
     )
     study, storage, url, name = handle.study, handle.storage, handle.url, handle.name
 
-    summary = SearchSummary(study_name=name, storage=redact(url))
+    summary = SearchSummary(study_name=name, storage=redact(url),
+                            total=len(points) * int(study.user_attrs.get("repeats", 1)))
     echo(f"Study {name!r} on {redact(url)}")
     if strategy != Strategy():
         echo(f"  {strategy.describe()}")
@@ -368,11 +389,12 @@ def run_search(
              + (f", up to {total} sampled in all" if strategy.n_trials else "")
              + (f", {len(running)} running in other workers" if running else ""))
     else:
-        noun = "grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} repeats)"
+        noun = ("grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} "
+                + (f"folds and seeds, {data.n_folds}-fold CV)" if data.n_folds else "repeats)"))
         echo(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
              + (f", {len(running)} running in other workers" if running else ""))
     progress = Progress(
-        todo, config=config, n_train=len(data.train), n_eval=len(data.val) + len(data.test), echo=echo,
+        todo, config=config, n_train=n_fit, n_eval=n_val + len(data.test), echo=echo,
     )
     if todo and estimate and not strategy.sampled:
         step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
@@ -380,6 +402,7 @@ def run_search(
             progress.announce(step_seconds)
 
     artefacts = study_dir(run_dir, name)
+    table = save_image_table(artefacts, data.image_table())  # what kept predictions refer to
     worker = f"{socket.gethostname()}:{os.getpid()}"
     deadline = started + strategy.budget_minutes * 60 if strategy.budget_minutes is not None else None
     first_sampled_id = max(by_id, default=-1) + 1  # sampled models' ids follow the sheet's
@@ -428,7 +451,7 @@ def run_search(
                     break
                 if running != waiting_for:
                     echo(f"  nothing left to claim; waiting for "
-                         f"{', '.join(unit_label(*u) for u in running)} running elsewhere (taken over if their "
+                         f"{', '.join(unit_label(*u, folds=data.n_folds) for u in running)} running elsewhere (taken over if their "
                          "worker stops sending heartbeats)")
                     waiting_for = running
                 time.sleep(storage.get_heartbeat_interval() or HEARTBEAT_SECONDS)
@@ -437,7 +460,7 @@ def run_search(
             trial, trial_id = claimed
             trial.set_user_attr("worker", worker)
             repeat = int(trial.user_attrs.get("repeat", 0))
-            label = unit_label(point.grid_id, repeat)
+            label = unit_label(point.grid_id, repeat, folds=data.n_folds)
             same = _same_architecture(study, trial, point)
             if same is not None:  # a sampler proposed a model the study already has: no training
                 told = ("being trained (this proposal is dropped)" if same.state.name == "RUNNING"
@@ -515,6 +538,9 @@ def run_search(
             update_metrics_csv(study, run_dir)
             progress.finish(point, repeat, seconds=result.row["wall_seconds"])
             continue
+        if result.predictions is not None:
+            save_predictions(artefacts, point.grid_id, repeat=repeat, table=table,
+                             predictions=result.predictions)
         save_record(artefacts, point.grid_id, repeat=repeat, record={
             "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
             "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),

@@ -37,6 +37,19 @@ class TrialResult:
     edge_protocol: dict[str, Any] | None = None  # how the TFLite figures were measured
     # per epoch: validation accuracy and training seconds (fit only, validation pass included)
     curve: dict[str, list[float]] | None = None
+    # class probabilities of the validation (out-of-fold) and TEST images, float model and int8
+    # file, with the images' paths: what cvstats.py recomputes every statistic from
+    predictions: Predictions | None = None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    val_paths: tuple[str, ...]
+    val: np.ndarray  # (n_val, classes) float32
+    test_paths: tuple[str, ...]
+    test: np.ndarray  # (n_test, classes)
+    val_int8: np.ndarray | None = None  # the int8 file's dequantised outputs, same images
+    test_int8: np.ndarray | None = None
 
 
 def make_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
@@ -109,7 +122,8 @@ def train_and_evaluate(
     """Train one grid point on data.train, validate on data.val, report on data.test.
 
     ``repeat`` r > 0 trains the same point again with another seed (``--repeats``): the spread
-    between repeats is the run-to-run noise of its figures.
+    between repeats is the run-to-run noise of its figures. Under cross-validation (``data.folds``
+    set) repeat r trains fold r % K, with its own seed.
 
     ``judge(epoch, val_accuracy, size_mb)``, called after every epoch (counted from 1), may stop
     the training by returning the reason (successive halving). A stopped model is neither
@@ -127,6 +141,10 @@ def train_and_evaluate(
                           f"{data.train.images.shape[1]} px ones")
     # settings
     started = time.perf_counter()
+    fold = None
+    if data.folds is not None:  # cross-validation: this model's fold holds out 1/K of TRAIN's smears
+        fold, data_folds = repeat % data.n_folds, data.n_folds
+        data = data.for_fold(fold)
     targets = None  # distillation: the teacher's probabilities on TRAIN (cached), before the seed
     if config.teacher is not None:
         from .distill import soft_targets, training_targets
@@ -183,7 +201,9 @@ def train_and_evaluate(
             "try a lower learning_rate"
         )
 
-    common = {**point.params(), "repeat": repeat, "seed": seed, "n_params": measures.n_params,
+    common = {**point.params(), "repeat": repeat,
+              **({"fold": fold, "n_folds": data_folds} if fold is not None else {}),
+              "seed": seed, "n_params": measures.n_params,
               "float32_mb": measures.float32_mb, "macs": measures.macs, "backend": keras.backend.backend()}
     if stopped:
         keras.backend.clear_session()
@@ -197,13 +217,15 @@ def train_and_evaluate(
             "wall_seconds": round(time.perf_counter() - started, 2),
         }, confusion=[], model_path=None, curve=curve.as_dict())
 
-    # evaluate on held-out TEST (and per class), from the trained model
-    test = _evaluate(model, data.test, batch_size=max(config.batch_size, 64))
+    # evaluate on held-out TEST (and per class), from the trained model; keep the probabilities
+    eval_batch = max(config.batch_size, 64)
+    test = _evaluate(model, data.test, batch_size=eval_batch)
+    val_probabilities = _probabilities(model, val, batch_size=eval_batch)
 
     # measure the deployable artefact: TFLite sizes, int8 accuracy on TEST, CPU latency
-    edge = None
+    edge = val_int8 = None
     if config.edge_metrics:
-        from .edge import measure_edge
+        from .edge import evaluate_tflite, measure_edge
 
         pause_point("convert")
         edge = measure_edge(
@@ -211,6 +233,8 @@ def train_and_evaluate(
             test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,
             strip_names=config.strip_tflite_names,
         )
+        val_int8 = evaluate_tflite(edge.tflite_models["int8"], images=val.images, labels=val.labels,
+                                   num_threads=1)["probabilities"] if len(val) else None
 
     # save
     model_path = None
@@ -251,6 +275,11 @@ def train_and_evaluate(
     return TrialResult(
         row=row, confusion=test["confusion"], model_path=model_path,
         edge_protocol=edge.protocol if edge is not None else None, curve=curve.as_dict(),
+        predictions=Predictions(
+            val_paths=val.paths, val=val_probabilities, test_paths=data.test.paths,
+            test=test["probabilities"], val_int8=val_int8,
+            test_int8=edge.int8_test_probabilities if edge is not None else None,
+        ),
     )
 
 
@@ -279,9 +308,16 @@ def _batch_end(batch: int) -> None:
     interrupts.check()
 
 
+def _probabilities(model: Any, split: Split, *, batch_size: int) -> np.ndarray:
+    if not len(split):
+        return np.zeros((0, len(CLASSES)), dtype=np.float32)
+    return np.asarray(model.predict(eval_dataset(split, batch_size=batch_size), verbose=0), dtype=np.float32)
+
+
 def _evaluate(model: Any, split: Split, *, batch_size: int) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean per-class recall), recalls and confusion matrix."""
-    predicted = model.predict(eval_dataset(split, batch_size=batch_size), verbose=0).argmax(axis=1)
+    """Accuracy, balanced accuracy (mean per-class recall), recalls, confusion matrix, probabilities."""
+    probabilities = _probabilities(model, split, batch_size=batch_size)
+    predicted = probabilities.argmax(axis=1)
     confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
     np.add.at(confusion, (split.labels, predicted), 1)
     recall = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
@@ -290,6 +326,7 @@ def _evaluate(model: Any, split: Split, *, batch_size: int) -> dict[str, Any]:
         "balanced_accuracy": float(recall.mean()),
         "recall": [float(r) for r in recall],
         "confusion": confusion.tolist(),
+        "probabilities": probabilities,
     }
 
 
