@@ -103,7 +103,7 @@ def fill_edge(
                       "edge_protocol": report.protocol}
             save_record(folder, grid_id, repeat=repeat, record=record)
             study.set_user_attr(edge_attr(grid_id, repeat), report.metrics)
-            update_metrics_csv(study, run_dir)
+            update_metrics_csv(study, run_dir, echo=echo)
             m = report.metrics
             echo(f"  grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")
                  + f": int8 {m['tflite_int8_mb']:.4f} MB, int8 TEST {m['int8_test_accuracy']:.3f} "

@@ -117,5 +117,5 @@ def refine(
         user_attrs={**new_point.params(), "repeat": 0, "parent_grid_id": grid_id, "row": new_row,
                     "curve": result.curve},
     ))
-    update_metrics_csv(handle, run_dir)
+    update_metrics_csv(handle, run_dir, echo=echo)
     return Refined(study=parent.study, grid_id=new_id, row=new_row)

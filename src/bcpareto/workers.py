@@ -198,6 +198,6 @@ def search_in_workers(
     exits, interrupted = run_workers(
         [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
     )
-    update_metrics_csv(handle.study, run_dir)
+    update_metrics_csv(handle.study, run_dir, echo=echo)
     [state] = study_status(handle.url, study_name=handle.name)
     return WorkersOutcome(state, exits, interrupted, workers, time.perf_counter() - started)
