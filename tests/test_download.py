@@ -52,7 +52,8 @@ def no_kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _download(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["data", "download", *args])
-    assert not isinstance(result.exception, (AttributeError, TypeError, KeyError, NameError)), result.output
+    bug = (AttributeError, TypeError, KeyError, NameError)
+    assert not isinstance(result.exception, bug), result.output
     return result.exit_code, result.output
 
 
