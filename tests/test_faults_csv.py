@@ -208,3 +208,9 @@ def test_a_folder_in_the_logs_place_is_an_error_naming_the_path(tmp_path: Path, 
             call()
         assert str(log) in str(err.value)
         assert ("is a folder" if how != "link into a missing folder" else "does not exist") in str(err.value)
+
+
+def test_the_up_front_check_passes_a_run_dir_that_does_not_exist_yet(tmp_path: Path) -> None:
+    check_metrics_csv(tmp_path / "new" / "run")
+    (tmp_path / CSV_NAME).write_text("anything")
+    check_metrics_csv(tmp_path)  # a file, readable or not, is the rewrite's business

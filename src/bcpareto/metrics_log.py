@@ -118,8 +118,12 @@ def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]
 
 
 def check_metrics_csv(run_dir: Path) -> None:
-    """run_dir/metrics_log.csv can be written (cheap; nothing is created): MetricsLogError if not."""
-    _target(Path(run_dir) / CSV_NAME)
+    """run_dir/metrics_log.csv can be written (cheap; nothing is created): MetricsLogError if not.
+
+    For a search's up-front checks: a run directory that does not exist yet passes."""
+    path = Path(run_dir) / CSV_NAME
+    if path.is_symlink() or path.exists():
+        _target(path)
 
 
 def update_metrics_csv(
@@ -150,7 +154,7 @@ def _target(path: Path) -> Path:
             f"{_shown(path, target)} is a folder; bcpareto writes its metrics log to this path: "
             "rename or move the folder, or use another --run-dir"
         )
-    if not target.parent.is_dir():
+    if target != path and not target.parent.is_dir():
         raise MetricsLogError(f"{_shown(path, target)}: the folder {target.parent} does not exist; "
                               "expected the link to point into an existing folder")
     return target
