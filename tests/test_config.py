@@ -25,7 +25,7 @@ def test_new_settings_at_their_defaults_keep_the_earlier_study_names() -> None:
 
     edge = load_config("edge")
     name = default_study_name("edge_grid.xlsx", read_grid(resolve_grid(edge)), edge)
-    assert name == "edge_grid-edge-09a3d56d"  # the study of the edge run in README "Measured"
+    assert name == "edge_grid-edge-09a3d56d"  # the study of the edge run in docs/results/validation.md
     assert replace(edge, strip_tflite_names=True).fingerprint() != edge.fingerprint()
     assert load_config("blocks").strip_tflite_names
 

@@ -101,7 +101,8 @@ def test_a_long_title_is_wrapped_inside_the_figure():
 
 @pytest.mark.parametrize("extra", [{}, {"z": "latency_ms:min"}], ids=["default", "latency"])
 def test_the_edge_runs_figure_has_a_title_that_fits_and_labels_apart(tmp_path, monkeypatch, extra):
-    """The figure `bcpareto plot docs/edge_metrics_log.csv docs/quick_metrics_log.csv` saves."""
+    """The figure `bcpareto plot` saves for docs/results/2026-11-26-edge/edge_metrics_log.csv
+    and docs/results/2026-11-26-quick/quick_metrics_log.csv."""
     from bcpareto.report import plot_report
 
     from .conftest import ROOT
@@ -110,7 +111,8 @@ def test_the_edge_runs_figure_has_a_title_that_fits_and_labels_apart(tmp_path, m
     build = plotting.front_figure
     monkeypatch.setattr(plotting, "front_figure", lambda *a, **k: figures.append(build(*a, **k))
                         or figures[-1])
-    plot_report([ROOT / "docs" / "edge_metrics_log.csv", ROOT / "docs" / "quick_metrics_log.csv"],
+    plot_report([ROOT / "docs" / "results" / "2026-11-26-edge" / "edge_metrics_log.csv",
+                 ROOT / "docs" / "results" / "2026-11-26-quick" / "quick_metrics_log.csv"],
                 out_dir=tmp_path, **extra)
     (figure,) = figures
     renderer = figure.canvas.get_renderer()

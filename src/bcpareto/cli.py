@@ -561,13 +561,15 @@ def data_download(dest: Path) -> None:
     """Fetch Kaggle's paultimothymooney/blood-cells with kagglehub and link its images to DEST."""
     import shlex
 
-    from .download import download_dataset
+    from .download import download_dataset, present_dataset
 
     try:
-        path = download_dataset(dest=dest)
+        present = present_dataset(dest)
+        path = present or download_dataset(dest=dest)
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Data set ready: {path} -> {path.resolve()}")
+    click.echo(f"Data set ready: {path} -> {path.resolve()}"
+               + (" (already there; nothing downloaded)" if present else ""))
     if path == DEFAULT_DATA_DIR:
         click.echo("bcpareto finds it when run from this folder; from anywhere else, set:")
     else:

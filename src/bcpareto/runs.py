@@ -44,6 +44,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             handle.write(data.encode() if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -58,10 +59,19 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
         with warnings.catch_warnings():  # Keras 3.15 + numpy 2 warn inside save(); not ours to fix
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             model.save(tmp)
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_file_mode() -> int:
+    """What open() gives a new file: 0o666 less the umask. mkstemp's temporary files are 0600
+    whatever the umask, so without a chmod every file bcpareto writes would be private."""
+    mask = os.umask(0o077)  # only os.umask tells the umask: read it and set it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def study_dir(run_dir: Path, study: str) -> Path:
@@ -222,7 +232,7 @@ def save_image_table(folder: Path, table: dict[str, np.ndarray]) -> str:
 
 
 def save_predictions(folder: Path, grid_id: int, *, repeat: int = 0, table: str, predictions: Any) -> None:
-    """A model's class probabilities on its validation and TEST images (float16), by table index."""
+    """A model's class probabilities on its validation and TEST images (float32; int8 outputs float16), by table index."""
     index = _table_index(folder, table)
     arrays: dict[str, np.ndarray] = {"table": np.array(table)}
     for split in ("val", "test"):
@@ -232,7 +242,9 @@ def save_predictions(folder: Path, grid_id: int, *, repeat: int = 0, table: str,
         for suffix in ("", "_int8"):
             values = getattr(predictions, f"{split}{suffix}")
             if values is not None:
-                arrays[f"{split}_prob{suffix}"] = np.asarray(values, dtype=np.float16)
+                # float32: float16 would turn near-ties into ties and move an argmax (int8 outputs,
+                # q/256, are exact in float16)
+                arrays[f"{split}_prob{suffix}"] = np.asarray(values, dtype=np.float16 if suffix else np.float32)
     write_atomic(_predictions_path(folder, grid_id, repeat), _npz_bytes(arrays))
 
 

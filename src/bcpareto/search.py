@@ -30,7 +30,7 @@ from .config import TrainConfig
 from .dataset import CLASSES
 from .errors import BcParetoError, DataError, TrialFailed
 from .gridspec import GridPoint
-from .metrics_log import completed_rows, update_metrics_csv
+from .metrics_log import MetricsLogError, check_metrics_csv, completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
 from .progress import Progress, calibrate, clock, study_eta, unit_label
@@ -504,7 +504,7 @@ def run_search(
                 summary.infeasible += 1
                 echo(f"  {label}: infeasible, not trained ({infeasible['stop_reason']})")
                 pause_point("csv")
-                update_metrics_csv(study, run_dir)
+                update_metrics_csv(study, run_dir, echo=echo)
                 continue
             judge = make_judge(study, trial, strategy=strategy, epochs=config.epochs,
                                label=label, echo=echo) if strategy.halving else None
@@ -516,6 +516,8 @@ def run_search(
         except KeyboardInterrupt:
             _tell_failed(study, trial, "interrupted")
             raise
+        except MetricsLogError:
+            raise  # the run directory's problem (a folder named metrics_log.csv), not this point's
         except Exception as exc:
             if interrupts.received():  # e.g. the KeyboardInterrupt turned into a TensorFlow error
                 _tell_failed(study, trial, "interrupted")  # on its way through TF's C++: requeued
@@ -535,7 +537,7 @@ def run_search(
                 echo(f"  {label} stopped after epoch {row['stopped_at_epoch']} "
                      f"({row['train_seconds']:.0f} s of training): {row['stop_reason']}")
             pause_point("csv")
-            update_metrics_csv(study, run_dir)
+            update_metrics_csv(study, run_dir, echo=echo)
             progress.finish(point, repeat, seconds=result.row["wall_seconds"])
             continue
         if result.predictions is not None:
@@ -561,10 +563,10 @@ def run_search(
             )
             echo(f"  warning: {label} stayed at chance level ({summary.at_chance[-1]})")
         pause_point("csv")
-        update_metrics_csv(study, run_dir)
+        update_metrics_csv(study, run_dir, echo=echo)
         progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
 
-    update_metrics_csv(study, run_dir)  # also brings in what other workers and machines finished
+    update_metrics_csv(study, run_dir, echo=echo)  # also brings in what other workers and machines finished
     summary.completed = len(completed_rows(study))
     summary.wall_seconds = time.perf_counter() - started
     return summary
@@ -861,6 +863,7 @@ def check_search_inputs(
     check_feature_maps(points, config=config)
     heartbeat_settings()
     check_creatable_dir(run_dir, option="--run-dir")
+    check_metrics_csv(run_dir)  # a folder named metrics_log.csv: before anything is trained
     url = storage_url or default_storage_url(run_dir)
     check_storage_url(url)
     check_storage_reachable(url)
