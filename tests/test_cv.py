@@ -172,3 +172,50 @@ def test_tiny_cv_search_trains_every_fold_once_keeps_predictions_and_plots_inter
     assert "A - B =" in compared.output and "P(A better)" in compared.output
     missing = CliRunner().invoke(cli, ["compare", "metrics_log.csv", "0", "9"])
     assert missing.exit_code == 1 and "grid id 9 has no kept predictions" in missing.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fidelity", "folds"], "--fidelity folds races grid points over the folds of cross-validation; add --folds K"),
+    (["--fidelity", "folds", "--folds", "3", "--sampler", "random", "--n-trials", "2"],
+     "--fidelity folds races the grid's points"),
+])
+def test_racing_needs_cross_validation_and_the_grid(tmp_path: Path, tiny_grid: Path, args: list[str],
+                                                    message: str) -> None:
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["search", str(tiny_grid), "--run-dir", str(run), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not run.exists()
+
+
+@needs_data
+@pytest.mark.train
+def test_racing_search_judges_each_later_fold_and_logs_why_a_point_stops(
+    tmp_path: Path, tiny_grid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bcpareto import racing
+
+    monkeypatch.chdir(tmp_path)
+    judged = []
+    real = racing.raced_out
+
+    def spy(grid_id, **kwargs):  # the real verdict, except point 1, dropped after its first fold
+        judged.append((grid_id, len(kwargs["predictions"])))
+        return "dominated with confidence by grid point 0 (test)" if grid_id == 1 else real(grid_id, **kwargs)
+
+    monkeypatch.setattr(racing, "raced_out", spy)
+    args = ["search", str(tiny_grid), "--config", "quick", "--data-dir", str(BLOOD_CELLS), "--limit-per-class",
+            "24", "--epochs", "1", "--image-size", "32", "--folds", "3", "--fidelity", "folds", "--no-edge"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    # fold-major: both fold-1 models finished before any later fold was judged
+    assert judged and all(n >= 2 for _, n in judged), judged
+    assert "grid point 1 fold 2/3: not trained, dominated with confidence by grid point 0" in result.output
+    rows = pd.read_csv(tmp_path / "metrics_log.csv")
+    trained = rows[rows["status"].isna() | (rows["status"] == "completed")] if "status" in rows else rows
+    assert sorted(zip(trained["grid_id"], trained["fold"])) == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    raced = rows[rows.get("status") == "raced out"]
+    assert sorted(raced["fold"]) == [1, 2] and set(raced["grid_id"]) == {1}
+    assert raced["stop_reason"].str.contains("dominated with confidence").all()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "0 trained now" in again.output, again.output

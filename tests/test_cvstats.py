@@ -147,3 +147,38 @@ def test_collect_averages_seeds_out_of_fold_and_fold_models_on_test() -> None:
     np.testing.assert_array_equal(scores.correct["test"][0], [np.nan] * 4 + [0.5, 1.0])
     assert np.isnan(scores.correct["cv_int8"]).all()  # no int8 file measured
     assert list(scores.is_test) == [False] * 4 + [True] * 2
+
+
+def _race_case(rng: np.random.Generator, accuracy: dict[int, float], folds_done: dict[int, int]):
+    """A table of 4 classes x 40 smears x 5 images in 5 folds, and kept predictions of points
+    right on each smear with the given probability (whole smears right or wrong)."""
+    groups = np.repeat([f"{c}-{g}" for c in range(4) for g in range(40)], 5)
+    labels = np.repeat(np.arange(4), 200)
+    fold = np.repeat(np.tile(np.arange(5), 32), 5)
+    table = {"label": labels, "group": groups, "fold": fold}
+    predictions = {}
+    for gid, p in accuracy.items():
+        right = np.repeat(rng.random(160) < p, 5)
+        guess = np.where(right, labels, (labels + 1) % 4)
+        for k in range(folds_done[gid]):
+            index = np.flatnonzero(fold == k)
+            predictions[gid, k] = {"table": np.array("t"), "val_index": index,
+                                   "val_prob": np.eye(4)[guess[index]], "test_index": np.zeros(0, int),
+                                   "test_prob": np.zeros((0, 4))}
+    return table, predictions
+
+
+def test_racing_drops_a_point_a_smaller_one_beats_with_confidence() -> None:
+    from bcpareto.racing import raced_out
+
+    table, predictions = _race_case(np.random.default_rng(0), {0: 0.95, 1: 0.4, 2: 0.95}, {0: 2, 1: 2, 2: 1})
+    sizes = {0: 0.01, 1: 0.05, 2: 0.02}
+    reason = raced_out(1, table=table, predictions=predictions, sizes=sizes)
+    assert reason is not None and reason.startswith("dominated with confidence by grid point 0")
+    assert raced_out(0, table=table, predictions=predictions, sizes=sizes) is None  # the smallest: no rival
+    # as accurate as the smaller point: not dominated with confidence
+    assert raced_out(2, table=table, predictions=predictions, sizes=sizes) is None
+    # a larger, better point never drops a smaller one
+    assert raced_out(1, table=table, predictions=predictions, sizes={0: 0.09, 1: 0.05, 2: 0.09}) is None
+    # a point with nothing finished yet is not judged
+    assert raced_out(3, table=table, predictions=predictions, sizes={**sizes, 3: 0.5}) is None

@@ -265,11 +265,14 @@ def _h5_mb(point: Any, config: Any) -> float:
               "models on the same data split and training seed, e.g. to see how much a search's "
               "result owes to chance; it continues the same study, so give each seed its own "
               "--run-dir or --study.")
-@click.option("--fidelity", type=click.Choice(["none", "epochs"]), default="none", show_default=True,
+@click.option("--fidelity", type=click.Choice(["none", "epochs", "folds", "epochs+folds"]), default="none",
+              show_default=True,
               help="epochs: successive halving. At epochs min-epochs x eta^k each model is ranked "
               "against every model at that epoch (non-dominated sorting of validation accuracy and "
               "size, ties by hypervolume contribution); it trains on if it is on the front or in the "
-              "top 1/eta, else it stops there (kept as 'stopped', never retried).")
+              "top 1/eta, else it stops there (kept as 'stopped', never retried). folds (with "
+              "--folds K): racing; before a grid point trains its next fold, a point no larger whose "
+              "paired out-of-fold accuracy is better with the 90% interval above zero drops it.")
 @click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
               help="Successive halving: keep 1 model in eta at each rung.")
 @click.option("--min-epochs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -441,11 +444,13 @@ def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
     space = read_space(path) if sampler != "grid" else None
     strategy = Strategy(
         sampler=sampler, space=space, n_trials=n_trials, budget_minutes=budget_minutes,
-        warm_start=warm_start, eta=eta if fidelity == "epochs" else None, min_epochs=min_epochs,
+        warm_start=warm_start, eta=eta if "epochs" in fidelity else None, min_epochs=min_epochs,
+        race="folds" in fidelity,
         limits=Limits(max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms),
         seed=config.seed if sampler_seed is None else sampler_seed,
     )
-    check_strategy(strategy, sheet=str(path), epochs=config.epochs)
+    check_strategy(strategy, sheet=str(path), epochs=config.epochs,
+                   folds=config.folds if config.validation == "cv" else 0)
     if sampler_seed is not None and not strategy.sampled:
         raise BadInput("--sampler-seed seeds a sampler's draws; --sampler grid draws nothing (pass "
                        "--sampler random|tpe|nsga2|gp, or leave --sampler-seed out)")

@@ -506,6 +506,19 @@ def run_search(
                 pause_point("csv")
                 update_metrics_csv(study, run_dir, echo=echo)
                 continue
+            raced = (_race(study, artefacts, point, table=table, edge=config.edge_metrics)
+                     if strategy.race and data.n_folds and repeat > 0 else None)  # every point trains fold 1
+            if raced is not None:
+                _tell_pruned(study, storage, trial, trial_id, row={
+                    **point.params(), "repeat": repeat, "fold": repeat % data.n_folds, "n_folds": data.n_folds,
+                    "image_size": config.at(point).image_size, "preset": config.name, "status": "raced out",
+                    "stop_reason": raced, "train_seconds": 0.0})
+                summary.stopped += 1
+                echo(f"  {label}: not trained, {raced}")
+                pause_point("csv")
+                update_metrics_csv(study, run_dir, echo=echo)
+                progress.finish(point, repeat, seconds=None)
+                continue
             judge = make_judge(study, trial, strategy=strategy, epochs=config.epochs,
                                label=label, echo=echo) if strategy.halving else None
             with _Heartbeat(storage, trial_id):
@@ -712,6 +725,27 @@ def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, same: optuna.trial
         study.tell(trial, same.values)
     else:
         study.tell(trial, state=TrialState.PRUNED)
+
+
+def _race(study: optuna.Study, artefacts: Path, point: GridPoint, *, table: str, edge: bool) -> str | None:
+    """racing.raced_out on the study's finished models, sized by their int8 files (float .h5
+    without TFLite figures); a point raced out once stays out (its later folds are not trained)."""
+    from .racing import raced_out
+    from .runs import load_predictions
+
+    reason = study.user_attrs.get(f"raced_out_{point.grid_id}")
+    if reason:
+        return reason
+    tables, predictions = load_predictions(artefacts)
+    if table not in tables:
+        return None
+    predictions = {k: v for k, v in predictions.items() if str(v["table"]) == table}
+    column = "tflite_int8_mb" if edge else "model_size(MB)"
+    sizes = {int(r["grid_id"]): float(r[column]) for r in completed_rows(study) if r.get(column) is not None}
+    reason = raced_out(point.grid_id, table=tables[table], predictions=predictions, sizes=sizes, int8=edge)
+    if reason:
+        study.set_user_attr(f"raced_out_{point.grid_id}", reason)
+    return reason
 
 
 def check_limits(

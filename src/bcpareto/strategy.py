@@ -88,6 +88,7 @@ class Strategy:
     min_epochs: int = 1
     limits: Limits = field(default_factory=Limits)
     seed: int = 0
+    race: bool = False  # racing over folds (racing.py): cross-validation only
 
     @property
     def sampled(self) -> bool:
@@ -112,6 +113,8 @@ class Strategy:
             blob["halving"] = [self.eta, self.min_epochs]
         if self.limits.any():
             blob["limits"] = [self.limits.max_int8_mb, self.limits.max_macs, self.limits.max_latency_ms]
+        if self.race:
+            blob["race"] = True
         return json.loads(json.dumps(blob, default=str))  # as the storage gives it back (lists, not tuples)
 
     def name_suffix(self) -> str:
@@ -119,7 +122,7 @@ class Strategy:
         blob = self.fingerprint()
         if not blob:
             return ""
-        tag = self.sampler + (f"-sh{self.eta}" if self.halving else "")
+        tag = self.sampler + (f"-sh{self.eta}" if self.halving else "") + ("-race" if self.race else "")
         digest = hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
         return f"-{tag}-{digest}"
 
@@ -131,6 +134,8 @@ class Strategy:
             parts.append(f"budget {self.budget_minutes:g} min")
         if self.halving:
             parts.append(f"successive halving over epochs (eta {self.eta}, from {self.min_epochs} epoch(s))")
+        if self.race:
+            parts.append("racing over folds (a point dominated with confidence by a smaller one trains no more folds)")
         if self.limits.any():
             limits = self.limits
             parts.append("limits " + ", ".join(
@@ -140,9 +145,17 @@ class Strategy:
         return "; ".join(parts)
 
 
-def check_strategy(strategy: Strategy, *, sheet: str, epochs: int) -> None:
-    """Options that cannot work together, before anything is created: BadInput (exit 2)."""
+def check_strategy(strategy: Strategy, *, sheet: str, epochs: int, folds: int = 0) -> None:
+    """Options that cannot work together, before anything is created: BadInput (exit 2).
+    ``folds``: the cross-validation's fold count (0: no cross-validation)."""
     from .halving import rungs
+
+    if strategy.race and not folds:
+        raise StrategyError("--fidelity folds races grid points over the folds of cross-validation; "
+                            "add --folds K (or validation = \"cv\" in the preset)")
+    if strategy.race and strategy.sampled:
+        raise StrategyError("--fidelity folds races the grid's points; a sampler trains one fold per "
+                            "drawn model (use --sampler grid, or --fidelity epochs)")
 
     if strategy.sampled:
         if strategy.space is None:
