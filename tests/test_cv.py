@@ -173,6 +173,15 @@ def test_tiny_cv_search_trains_every_fold_once_keeps_predictions_and_plots_inter
     missing = CliRunner().invoke(cli, ["compare", "metrics_log.csv", "0", "9"])
     assert missing.exit_code == 1 and "grid id 9 has no kept predictions" in missing.output
 
+    exported = CliRunner().invoke(cli, ["export", "1", "--repeat", "2", "--format", "tflite-int8", "--out", "out"])
+    assert exported.exit_code == 0, exported.output
+    card = json.loads((tmp_path / "out" / "model_card.json").read_text())["cross_validation"]
+    model = next(m for m in report["models"] if m["grid_id"] == 1)
+    assert card["this_file"] == "the fold-3 model of 3"
+    assert card["cv_int8_accuracy"]["value"] == pytest.approx(model["cv_int8_accuracy"])
+    assert card["int8_test_accuracy"]["interval_90%"] == pytest.approx(
+        [model["int8_test_accuracy_lo"], model["int8_test_accuracy_hi"]])
+
 
 @pytest.mark.parametrize("args, message", [
     (["--fidelity", "folds"], "--fidelity folds races grid points over the folds of cross-validation; add --folds K"),

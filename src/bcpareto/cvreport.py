@@ -9,6 +9,7 @@ with a group-bootstrap interval (cvstats.py).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pandas as pd
 
 from . import cvstats, pareto
 from .errors import BcParetoError
-from .runs import RUNS, load_predictions, write_atomic
+from .runs import RUNS, load_predictions, record_files, write_atomic
 
 DEFAULT_BUDGETS = (0.02, 0.1)  # int8 MB: the device sizes the issues and the presets talk about
 SIZE_COLUMNS = ("model_size(MB)", "tflite_int8_mb")
@@ -84,6 +85,21 @@ def cv_report(csv: Path, *, study: str | None = None, run_dir: Path | None = Non
         raise BcParetoError(f"{csv}: no kept predictions under {(run_dir or Path(csv).parent) / RUNS}/<study>/ "
                             "(a search since kept predictions writes grid_<id>_predictions.npz there)")
     folder, name = found
+    rows = pd.read_csv(csv)
+    rows = rows[rows["study"].astype(str) == name] if "study" in rows else rows
+    return judge_folder(folder, rows, csv=Path(csv), budgets=budgets, rule=rule, n_resamples=n_resamples,
+                        seed=seed)
+
+
+def judge_folder(folder: Path, rows: pd.DataFrame | None = None, *, csv: Path | None = None,
+                 budgets: Sequence[float] = DEFAULT_BUDGETS, rule: str = "one-se",
+                 n_resamples: int = cvstats.N_RESAMPLES, seed: int = 0) -> CvReport:
+    """cv_report of one runs/<study> folder; ``rows``: its models' CSV rows (sizes), else read
+    from the trial records beside the predictions."""
+    folder, name = Path(folder), Path(folder).name
+    if rows is None:
+        records = [json.loads(p.read_text())["row"] for p in record_files(folder).values()]
+        rows = pd.DataFrame(records)
     tables, predictions = load_predictions(folder)
     if not tables:
         raise BcParetoError(f"{folder}: predictions without their image table (images_*.npz)")
@@ -96,8 +112,6 @@ def cv_report(csv: Path, *, study: str | None = None, run_dir: Path | None = Non
     predictions = {k: v for k, v in predictions.items() if str(v["table"]) == table_name}
     scores = cvstats.collect(tables[table_name], predictions)
 
-    rows = pd.read_csv(csv)
-    rows = rows[rows["study"].astype(str) == name] if "study" in rows else rows
     rows = rows.drop_duplicates("grid_id").set_index("grid_id")
     train, test = ~scores.is_test, scores.is_test
     boot_cv = cvstats.GroupBootstrap(scores.groups[train], scores.labels[train], n_resamples=n_resamples, seed=seed)
@@ -144,7 +158,7 @@ def cv_report(csv: Path, *, study: str | None = None, run_dir: Path | None = Non
     if incomplete.any():
         notes.append(f"{int(incomplete.sum())} model(s) have fewer fold models than the others (a search "
                      "still running or stopped): their CV figures cover only their folds' images")
-    return CvReport(Path(csv), name, out, tuple(choices), hypervolume,
+    return CvReport(csv or folder, name, out, tuple(choices), hypervolume,
                     (boot_cv.n_groups, boot_test.n_groups), rule, tuple(notes), scores, boot_cv, boot_test)
 
 
@@ -269,4 +283,33 @@ def report_to_dict(report: CvReport) -> dict[str, Any]:
                      "score": c.score, "chosen": c.chosen, "best": c.best} for c in report.choices],
         "models": [{k: clean(v) for k, v in row.items()} for row in report.table.to_dict("records")],
         "notes": list(report.notes),
+    }
+
+
+def card_section(report: CvReport, grid_id: int, *, fold: int | None) -> dict[str, Any]:
+    """What a model card says of a cross-validated model: its CV and TEST intervals, labelled."""
+    t = report.table.set_index("grid_id")
+    if grid_id not in t.index:
+        return {}
+    row = t.loc[grid_id]
+
+    def interval(stem: str, what: str) -> dict[str, Any] | None:
+        if stem not in row or not np.isfinite(row[stem]):
+            return None
+        return {"value": float(row[stem]), "se": float(row[f"{stem}_se"]),
+                f"interval_{cvstats.LEVEL:.0%}": [float(row[f"{stem}_lo"]), float(row[f"{stem}_hi"])], "what": what}
+
+    chosen = [_budget_label(c) for c in report.choices if c.chosen == grid_id]
+    return {
+        "how_to_read": (
+            "cv_* figures are what the model was chosen on: out-of-fold accuracy pooled over every "
+            "fold of grouped cross-validation on TRAIN; test_* figures are held out (TEST, no smear "
+            "shared with TRAIN), the mean of this point's fold models: quote those. Intervals: "
+            f"{cvstats.LEVEL:.0%}, bootstrap over source smears stratified by class"),
+        "this_file": (f"the fold-{fold + 1} model of {int(row['n_fold_models'])}" if fold is not None
+                      else "one of the fold models"),
+        **{stem: interval(stem, what) for stem, _, what in ESTIMATES if interval(stem, what)},
+        "p_front": float(row["p_front"]) if "p_front" in row and np.isfinite(row["p_front"]) else None,
+        "chosen_at": chosen or None, "choice_rule": report.rule,
+        "source_groups": {"train_out_of_fold": report.n_groups[0], "test": report.n_groups[1]},
     }

@@ -253,6 +253,12 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
         "training_config": record["config"],
         "frame_to_input": _frame_to_input(record["config"]),
     }
+    if "n_folds" in row and row["n_folds"] == row["n_folds"]:  # a fold model of cross-validation
+        from .cvreport import card_section, judge_folder
+
+        folder = Path(trial.keras_model).parent
+        card["cross_validation"] = card_section(judge_folder(folder), int(row["grid_id"]),
+                                                fold=int(row["fold"]) if "fold" in row else None)
     tflite = trial.int8_model.read_bytes() if fmt == "tflite-int8" else None
     paths = export_model(model, fmt=fmt, out_dir=out_dir, card=card, tflite_model=tflite,
                          strip_names=bool(record["config"].get("strip_tflite_names", False)))
