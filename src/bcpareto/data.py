@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .cache import cache_dir
 from .config import TrainConfig
 from .dataset import CLASSES, cross_split_duplicates, find_split
 from .errors import DataError
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 
     from .groups import SourceGroups
 
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("BCPARETO_CACHE") or Path.home() / ".cache" / "bcpareto")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A student trains on y = concat(one-hot label, teacher probabilities), shape (N, 8), which the
 input pipeline gathers with the same index as the image (data.training_dataset), so an augmented
 image keeps its own image's soft target. The teacher runs once per (teacher file, TRAIN images):
-its probabilities are cached as .npy under data.cache_dir(); every later student reads them.
+its probabilities are cached as .npy under cache.cache_dir(); every later student reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from .config import Teacher, TrainConfig
-from .data import Split, cache_dir
+from .cache import cache_dir
+from .data import Split
 from .errors import BcParetoError, ConfigError
 from .model import N_CLASSES
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import cache_dir
+from .cache import cache_dir
 
 METHOD = (
     "ORB keypoints (half-size frame and its mirror), bag-of-words candidates, "
