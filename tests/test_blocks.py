@@ -414,3 +414,26 @@ def test_stripping_names_shrinks_the_file_and_changes_no_output() -> None:
             answers.append(interpreter.get_tensor(taken["index"]).copy())
         outputs.append(np.concatenate(answers))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("name", ["separable_stem_width", "inverted_residual", "conv"])
+def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_file(name: str) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bcpareto.edge import convert, evaluate_tflite
+
+    config = load_config("edge", image_size=32)
+    model = build_model(POINTS[name], config=config)
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    per_channel = convert(model, precision="int8", representative_images=pixels)
+    per_tensor = convert(model, precision="int8", representative_images=pixels, per_tensor=True)
+    assert len(per_tensor) < len(per_channel)
+
+    def most_scales(flatbuffer: bytes) -> int:
+        interpreter = Interpreter(model_content=flatbuffer)
+        return max(len(d["quantization_parameters"]["scales"]) for d in interpreter.get_tensor_details())
+
+    assert most_scales(per_channel) > 1 and most_scales(per_tensor) == 1
+    scored = evaluate_tflite(per_tensor, images=pixels, labels=np.zeros(16, dtype=int))
+    assert scored["probabilities"].shape == (16, 4)
+    np.testing.assert_allclose(scored["probabilities"].sum(axis=1), 1.0, atol=0.05)  # a softmax, dequantised

@@ -94,3 +94,11 @@ def test_the_dataclass_defaults_are_the_default_preset() -> None:
 
     assert TrainConfig() == load_config("default")
     assert TrainConfig().fingerprint() == load_config("default").fingerprint()
+
+
+def test_per_tensor_int8_is_a_preset_key_that_names_a_new_study_only_when_on() -> None:
+    base = load_config("edge")
+    assert not base.int8_per_tensor
+    on = load_config("edge", int8_per_tensor=True)
+    assert on.int8_per_tensor and on.fingerprint() != base.fingerprint()
+    assert load_config("edge", int8_per_tensor=False).fingerprint() == base.fingerprint()

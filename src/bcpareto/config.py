@@ -87,6 +87,9 @@ class TrainConfig:
     # TFLite files without tensor and signature names (4.5-6.5 KB less each, measured; read
     # inputs and outputs by index, get_input_details(), not by signature name)
     strip_tflite_names: bool = False
+    # int8 weights with one scale per tensor instead of one per output channel (the converter's
+    # default): smaller files for small nets, fewer quantisation records (benchmarks/bench_bytes.py)
+    int8_per_tensor: bool = False
     # Distillation (only with --teacher): loss = (1 - w) CE(labels) + w T^2 KL(teacher_T || student_T).
     distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
     distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (benchmarks/recipe.md "Distillation")
@@ -117,6 +120,8 @@ class TrainConfig:
         data.pop("grid")  # the grid's points are hashed into the study name on their own
         if not self.strip_tflite_names:  # added later: the studies made before keep their names
             data.pop("strip_tflite_names")
+        if not self.int8_per_tensor:
+            data.pop("int8_per_tensor")
         if self.validation != "cv":  # folds change nothing then: old study names stay
             data.pop("folds")
         if self.teacher is None:  # distillation settings change nothing then: old study names stay
@@ -207,6 +212,7 @@ _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "optimizer": (str, "a string"), "lr_schedule": (str, "a string"), "validation": (str, "a string"),
     "rescale": (bool, "true or false"), "drop_test_duplicates": (bool, "true or false"),
     "edge_metrics": (bool, "true or false"), "strip_tflite_names": (bool, "true or false"),
+    "int8_per_tensor": (bool, "true or false"),
     "image_size": (int, "a whole number"), "cell_crop": (int, "a whole number"),
     "batch_size": (int, "a whole number"), "epochs": (int, "a whole number"),
     "warmup_epochs": (int, "a whole number"), "latency_runs": (int, "a whole number"),

@@ -54,6 +54,7 @@ def convert(
     precision: str,
     representative_images: np.ndarray | None = None,
     strip_names: bool = False,
+    per_tensor: bool = False,
 ) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer.
 
@@ -61,6 +62,8 @@ def convert(
     flatbuffer_utils.strip_strings): 4.5-6.5 KB less per file (5 small nets measured), about a
     quarter of a 23 KB file; the interpreter then reads inputs and outputs by index
     (get_input_details), as bcpareto and its exported preprocess.py do, not by signature name.
+    ``per_tensor``: int8 weights with one scale and zero point per tensor instead of one per
+    output channel (the converter's ``_experimental_disable_per_channel``).
 
     fp32: plain float model. fp16: float16 weights, float32 maths and I/O (half the size).
     int8: full-integer quantisation (int8 weights and activations, TFLITE_BUILTINS_INT8 only, so it
@@ -75,7 +78,7 @@ def convert(
     Dequantize ops), which integer-only hardware (Edge TPU, MCUs) requires.
     """
     return convert_all(model, precisions=(precision,), representative_images=representative_images,
-                       strip_names=strip_names)[precision]
+                       strip_names=strip_names, per_tensor=per_tensor)[precision]
 
 
 def convert_all(
@@ -84,6 +87,7 @@ def convert_all(
     precisions: tuple[str, ...] = PRECISIONS,
     representative_images: np.ndarray | None = None,
     strip_names: bool = False,
+    per_tensor: bool = False,
 ) -> dict[str, bytes]:
     """``convert`` for several precisions from one SavedModel export: the same bytes as one
     ``convert`` call per precision (tested), without writing the inference graph out each time."""
@@ -114,6 +118,7 @@ def convert_all(
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 converter.inference_input_type = tf.uint8
                 converter.inference_output_type = tf.uint8
+                converter._experimental_disable_per_channel = per_tensor  # noqa: SLF001 - no public switch
             try:
                 flatbuffer = bytes(converter.convert())
             except Exception as exc:  # the converter raises several unrelated types (ConverterError, ...)
@@ -304,6 +309,7 @@ def measure_edge(
     warmup: int = 10,
     num_threads: int = 1,
     strip_names: bool = False,
+    per_tensor: bool = False,
 ) -> EdgeReport:
     """Convert to fp32/fp16/int8, score int8 on the test split, time int8 and fp32.
 
@@ -316,7 +322,7 @@ def measure_edge(
     protocol: how those were measured, for the model card. tflite_models: bytes by precision.
     """
     models = convert_all(model, precisions=("fp32", "fp16", "int8"), representative_images=train_images,
-                         strip_names=strip_names)
+                         strip_names=strip_names, per_tensor=per_tensor)
     scores = evaluate_tflite(models["int8"], images=test_images, labels=test_labels, num_threads=num_threads)
     int8_latency = measure_latency(models["int8"], runs=runs, warmup=warmup, num_threads=num_threads)
     fp32_latency = measure_latency(models["fp32"], runs=runs, warmup=warmup, num_threads=num_threads)
@@ -331,7 +337,8 @@ def measure_edge(
     }
     protocol = {
         "size_unit": "MiB (bytes / 2**20) of the .tflite flatbuffer"
-                     + (", tensor and signature names stripped" if strip_names else ""),
+                     + (", tensor and signature names stripped" if strip_names else "")
+                     + (", int8 weights quantised per tensor" if per_tensor else ""),
         "accuracy": f"int8 model on the test split ({scores['n_images']} images), raw uint8 pixels in",
         "latency": (
             f"int8 model, batch 1, median and 90th percentile of {runs} timed invoke() calls "

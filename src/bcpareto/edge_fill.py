@@ -94,7 +94,7 @@ def fill_edge(
             report = measure_edge(
                 model, train_images=data.train.images, test_images=data.test.images,
                 test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,
-                strip_names=config.strip_tflite_names,
+                strip_names=config.strip_tflite_names, per_tensor=config.int8_per_tensor,
             )
             keras.backend.clear_session()
             folder = study_dir(run_dir, name)

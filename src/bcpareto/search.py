@@ -769,7 +769,7 @@ def check_limits(
 
         model = build_model(point, config=at)
         flatbuffer = convert(model, precision="int8", representative_images=images[:16],
-                             strip_names=at.strip_tflite_names)
+                             strip_names=at.strip_tflite_names, per_tensor=at.int8_per_tensor)
         measures["tflite_int8_mb"] = len(flatbuffer) / 2**20
         if limits.max_latency_ms is not None:
             measures["latency_ms"] = measure_latency(flatbuffer, runs=at.latency_runs)["latency_ms"]

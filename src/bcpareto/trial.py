@@ -231,7 +231,7 @@ def train_and_evaluate(
         edge = measure_edge(
             model, train_images=train.images, test_images=data.test.images,
             test_labels=data.test.labels, runs=config.latency_runs, num_threads=1,
-            strip_names=config.strip_tflite_names,
+            strip_names=config.strip_tflite_names, per_tensor=config.int8_per_tensor,
         )
         val_int8 = evaluate_tflite(edge.tflite_models["int8"], images=val.images, labels=val.labels,
                                    num_threads=1)["probabilities"] if len(val) else None
