@@ -437,3 +437,17 @@ def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_file(name
     scored = evaluate_tflite(per_tensor, images=pixels, labels=np.zeros(16, dtype=int))
     assert scored["probabilities"].shape == (16, 4)
     np.testing.assert_allclose(scored["probabilities"].sum(axis=1), 1.0, atol=0.05)  # a softmax, dequantised
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_converter_and_interpreter_lines_show_only_with_verbose(capfd, monkeypatch, verbose: bool) -> None:
+    from bcpareto.edge import convert, load_interpreter
+    from bcpareto.quiet import VERBOSE_ENV
+
+    monkeypatch.setenv(VERBOSE_ENV, "1" if verbose else "0")
+    model = build_model(POINTS["separable"], config=load_config("edge", image_size=32))
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    capfd.readouterr()
+    load_interpreter(convert(model, precision="int8", representative_images=pixels), num_threads=1)
+    err = capfd.readouterr().err
+    assert ("fully_quantize" in err) is verbose, err

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from .errors import ExportError
+from .quiet import native_stderr
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
@@ -120,7 +121,8 @@ def convert_all(
                 converter.inference_output_type = tf.uint8
                 converter._experimental_disable_per_channel = per_tensor  # noqa: SLF001 - no public switch
             try:
-                flatbuffer = bytes(converter.convert())
+                with native_stderr():  # the converter's "fully_quantize: 0, ..." line, unless -v
+                    flatbuffer = bytes(converter.convert())
             except Exception as exc:  # the converter raises several unrelated types (ConverterError, ...)
                 raise ExportError(f"TFLite {precision} conversion failed: {exc}") from exc
             flatbuffers[precision] = _strip_names(flatbuffer) if strip_names else flatbuffer
@@ -271,11 +273,12 @@ def load_interpreter(tflite_model: bytes, *, num_threads: int):
 
     if num_threads < 1:
         raise ExportError(f"num_threads must be at least 1, got {num_threads}")
-    try:
-        interpreter = Interpreter(model_content=tflite_model, num_threads=num_threads)
-    except ValueError as exc:
-        raise ExportError(f"not a valid TFLite model: {exc}") from exc
-    interpreter.allocate_tensors()
+    with native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate", unless -v
+        try:
+            interpreter = Interpreter(model_content=tflite_model, num_threads=num_threads)
+        except ValueError as exc:
+            raise ExportError(f"not a valid TFLite model: {exc}") from exc
+        interpreter.allocate_tensors()
     return interpreter
 
 

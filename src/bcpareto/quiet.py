@@ -9,10 +9,12 @@ bcpareto says in one line of its own which device it trains on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 
 VERBOSE_ENV = "BCPARETO_VERBOSE"
 # C++ log lines (I/W/E + date), absl's preamble, and the CPU-only build's CUDA probing.
@@ -20,7 +22,10 @@ _NOISE = re.compile(
     r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"
     r"|WARNING: All log messages before absl::InitializeLog\(\)"
     r"|To enable the following instructions: .* rebuild TensorFlow"
-    r"|This TensorFlow binary is optimized to use available CPU instructions)"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    # the TFLite converter's and LiteRT's own lines, once per converted or loaded model
+    r"|fully_quantize: \d+, inference_type: \d+"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)"
 )
 
 
@@ -36,23 +41,34 @@ def import_tensorflow() -> str:
     if verbose():
         return _devices()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_stderr():
+        devices = _devices()
+    _quiet_retracing()
+    return devices
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[None]:
+    """Run the block with file descriptor 2 in a temporary file (C++ code writes there, past
+    sys.stderr), then pass on every line that is not known noise. Verbose: a no-op."""
+    if verbose():
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            devices = _devices()
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-        sink.seek(0)
-        captured = sink.read().decode(errors="replace")
-    kept = [line for line in captured.splitlines() if line.strip() and not _NOISE.match(line)]
-    if kept:
-        sys.stderr.write("\n".join(kept) + "\n")
-    _quiet_retracing()
-    return devices
+            sink.seek(0)
+            captured = sink.read().decode(errors="replace")
+            kept = [line for line in captured.splitlines() if line.strip() and not _NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 def _quiet_retracing() -> None:
