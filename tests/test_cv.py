@@ -150,9 +150,12 @@ def test_tiny_cv_search_trains_every_fold_once_keeps_predictions_and_plots_inter
         assert np.mean(arrays["test_prob"].argmax(1) == labels) == pytest.approx(row["test_accuracy"])
         assert np.mean(arrays["test_prob_int8"].argmax(1) == labels) == pytest.approx(row["int8_test_accuracy"])
 
-    # a rerun trains nothing
-    again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0 and "0 trained now" in again.output, again.output
+    # a rerun trains nothing; --json: the summary alone on stdout
+    again = CliRunner().invoke(cli, [*args, "--json"])
+    assert again.exit_code == 0, again.output + again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["completed"], summary["total"], summary["trained_here"]) == (6, 6, 0)
+    assert "Study" in again.stderr
 
     plotted = CliRunner().invoke(cli, ["plot", "metrics_log.csv", "--json"])
     assert plotted.exit_code == 0, plotted.output
@@ -173,8 +176,11 @@ def test_tiny_cv_search_trains_every_fold_once_keeps_predictions_and_plots_inter
     missing = CliRunner().invoke(cli, ["compare", "metrics_log.csv", "0", "9"])
     assert missing.exit_code == 1 and "grid id 9 has no kept predictions" in missing.output
 
-    exported = CliRunner().invoke(cli, ["export", "1", "--repeat", "2", "--format", "tflite-int8", "--out", "out"])
+    exported = CliRunner().invoke(cli, ["export", "1", "--repeat", "2", "--format", "tflite-int8", "--out", "out",
+                                        "--json"])
     assert exported.exit_code == 0, exported.output
+    files = {Path(f["path"]).name: f["bytes"] for f in json.loads(exported.output)["files"]}
+    assert files["model_int8.tflite"] == (tmp_path / "out" / "model_int8.tflite").stat().st_size
     card = json.loads((tmp_path / "out" / "model_card.json").read_text())["cross_validation"]
     model = next(m for m in report["models"] if m["grid_id"] == 1)
     assert card["this_file"] == "the fold-3 model of 3"

@@ -242,6 +242,8 @@ def _h5_mb(point: Any, config: Any) -> float:
                    "(validation = \"cv\"): each grid point trains K times, once per fold, and "
                    "`bcpareto plot` gives intervals from the pooled out-of-fold predictions "
                    "[default: the preset's; 5 where validation = \"cv\"].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON on stdout (progress goes to stderr), for scripts.")
 @click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable or truncated images: leave them out (listed once) or stop.")
 @click.option("--teacher", metavar="GRID_ID|FILE.keras",
@@ -290,8 +292,8 @@ def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int | str, worker_index: int | None,
-    edge_metrics: bool | None, retry_failed: bool, repeats: int, folds: int | None, on_bad_image: str,
-    teacher: str | None,
+    edge_metrics: bool | None, retry_failed: bool, repeats: int, folds: int | None, as_json: bool,
+    on_bad_image: str, teacher: str | None,
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
     max_macs: float | None, max_latency_ms: float | None,
@@ -323,6 +325,7 @@ def search(
     from .storage import default_storage_url, heartbeat_settings, redact
     from .workers import auto_workers, search_in_workers
 
+    say = _echo_to(as_json)
     with _errors():
         backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
         if backend != "tensorflow":
@@ -363,17 +366,17 @@ def search(
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
         interrupts.install()  # Ctrl-C and a scheduler's SIGTERM stop the search cleanly
-        click.echo((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
+        say((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
                     if strategy.sampled else f"Grid: {path} ({len(points)} points)")
                    + f"; preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
         if backend != "tensorflow":
-            click.echo(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
+            say(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
                        "`bcpareto edge` measures them afterwards (sizes, int8 TEST accuracy, latency)")
         if config.teacher is not None:
-            click.echo(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
+            say(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
                        f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
                        f"distill_temperature {config.distill_temperature}")
         try:
@@ -386,16 +389,16 @@ def search(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
                     study_name=study_name, workers=workers, retry_failed=retry_failed,
-                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, echo=click.echo,
+                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, echo=say,
                 )
-                _finish_workers(outcome, run_dir=run_dir)
+                _finish_workers(outcome, run_dir=run_dir, as_json=as_json)
                 return
             summary = run_search(
                 points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
                 grid_name=path.name, storage_url=storage, study_name=study_name,
                 retry_failed=retry_failed, repeats=repeats, on_bad_image=on_bad_image,
                 estimate=worker_index is None, strategy=strategy, worker_index=worker_index or 0,
-                echo=click.echo,
+                echo=say,
             )
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
@@ -407,7 +410,13 @@ def search(
             url = storage or default_storage_url(run_dir)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise click.ClickException(f"study storage {redact(url)}: {redact(first, url)}") from None
-    if strategy.sampled:
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps({**dataclasses.asdict(summary), "wall_seconds": round(summary.wall_seconds, 1),
+                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+    elif strategy.sampled:
         extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
                                               (summary.infeasible, "infeasible"),
                                               (summary.duplicates, "duplicates told, not trained")) if n]
@@ -457,7 +466,7 @@ def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
     return strategy
 
 
-_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed"}
+_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed", "as_json"}
 # --repeats goes to the workers too: the parent queues the repeats, each worker trains any of them
 
 
@@ -475,12 +484,26 @@ def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
     return args
 
 
-def _finish_workers(outcome: Any, *, run_dir: Path) -> None:
+def _echo_to(as_json: bool) -> Any:
+    """Where a command's progress goes: stdout, or stderr when stdout carries its --json."""
+    return (lambda line: click.echo(line, err=True)) if as_json else click.echo
+
+
+def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> None:
     """The summary line of `search --workers N`, and its exit code."""
     state = outcome.state
-    click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
-               f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.workers} "
-               f"workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+    if as_json:
+        import json
+
+        click.echo(json.dumps({
+            "study_name": state.name, "completed": state.completed, "total": state.grid_size,
+            "failed": list(state.failed), "remaining": state.remaining, "workers": outcome.workers,
+            "wall_seconds": round(outcome.wall_seconds, 1), "interrupted": bool(outcome.interrupted),
+            "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+    else:
+        click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
+                   f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.workers} "
+                   f"workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
     if outcome.interrupted:
         click.echo("Interrupted: running models are marked not completed; run the same command "
                    "again to resume.", err=True)
@@ -728,10 +751,11 @@ def compare(csv_file: Path, a: int, b: int, study_name: str | None) -> None:
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The search's run directory.")
 @_study_option("Study, when several trained this grid point.")
+@click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which run of the point, when the search ran with --repeats (0: the first).")
 def export_command(
-    grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None, repeat: int
+    grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None, as_json: bool, repeat: int
 ) -> None:
     """Write the trained model of grid point GRID_ID for deployment, with a JSON model card.
 
@@ -749,6 +773,12 @@ def export_command(
         trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
         import_tensorflow()
         paths = export_trial(trial, fmt=fmt, out_dir=out_dir)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"study": trial.study, "grid_id": grid_id, "repeat": repeat, "format": fmt,
+                               "files": [{"path": str(p), "bytes": p.stat().st_size} for p in paths]}, indent=2))
+        return
     for path in paths:
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.3f} MB)")
 
@@ -764,10 +794,12 @@ def export_command(
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="The search's storage URL [default: bcpareto.db in --run-dir].")
 @_study_option("Study of GRID_ID, needed only when several studies in --run-dir have it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the new model's row as JSON on stdout (progress goes to stderr).")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which run of the point (with --repeats).")
 def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Path | None, run_dir: Path,
-           storage: str | None, study_name: str | None, repeat: int) -> None:
+           storage: str | None, study_name: str | None, repeat: int, as_json: bool) -> None:
     """Train model GRID_ID further from its saved file and record it as a new model.
 
     A fresh optimizer and learning-rate schedule over --epochs (the preset's, with its cosine
@@ -785,11 +817,21 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
         check_backend()
         find_trial(run_dir, grid_id, study=study_name, repeat=repeat)  # a bad id: before TF starts
         check_data_dir(data_dir or default_data_dir())
-        click.echo(f"Backend: {describe_devices()}")
+        say = _echo_to(as_json)
+        say(f"Backend: {describe_devices()}")
         done = refine_model(run_dir, grid_id, epochs=epochs, data_dir=data_dir or default_data_dir(),
                             study=study_name, repeat=repeat, learning_rate=learning_rate,
-                            storage_url=storage, echo=click.echo)
+                            storage_url=storage, echo=say)
     row = done.row
+    if as_json:
+        import json
+
+        from .report import json_value
+
+        click.echo(json.dumps({"study": done.study, "grid_id": done.grid_id, "refined_from": grid_id,
+                               "row": {k: json_value(v) for k, v in row.items()},
+                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+        return
     click.echo(f"Done: grid point {done.grid_id} (refined from {grid_id}, {row['epochs']} epochs in all): "
                f"val_accuracy {row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}"
                + (f", int8 TEST {row['int8_test_accuracy']:.3f}, int8 {row['tflite_int8_mb']:.4f} MB"
@@ -805,7 +847,10 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
 @click.option("--storage", metavar="URL", envvar="BCPARETO_STORAGE", show_envvar=True,
               help="The search's storage URL [default: bcpareto.db in --run-dir].")
 @_study_option("Only this study [default: every study in the storage].")
-def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, study_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the models measured as JSON on stdout (progress goes to stderr).")
+def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, study_name: str | None,
+                 as_json: bool) -> None:
     """Measure the TFLite figures of models trained without them (search --no-edge).
 
     Every completed model without TFLite columns is loaded from its .keras file, converted to
@@ -825,9 +870,17 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
         check_storage_url(url)
         open_storage(url, must_exist=True)  # no storage, no study: said before TensorFlow starts
         check_data_dir(data_dir or default_data_dir())
-        click.echo(f"Device: {import_tensorflow()}")
+        say = _echo_to(as_json)
+        say(f"Device: {import_tensorflow()}")
         filled = fill_edge(run_dir, data_dir=data_dir or default_data_dir(), storage_url=storage,
-                           study_name=study_name, echo=click.echo)
+                           study_name=study_name, echo=say)
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps({"measured": [dataclasses.asdict(f) for f in filled],
+                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2, default=float))
+        return
     click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
 
 

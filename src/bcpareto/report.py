@@ -220,11 +220,11 @@ def report_to_dict(report: PlotReport) -> dict[str, Any]:
                 "n_rows": len(source.values),
                 "n_front": int(source.front.sum()),
                 "n_excluded": source.n_excluded,
-                "hypervolume": _json_value(source.hypervolume),
+                "hypervolume": json_value(source.hypervolume),
             }
             for source in report.sources
         ],
-        "overall_hypervolume": _json_value(report.overall_hypervolume),
+        "overall_hypervolume": json_value(report.overall_hypervolume),
         "front": [_json_row(row, integer_columns[row["source"]])
                   for row in report.front_table.to_dict(orient="records")],
         "outputs": [str(path) for path in report.outputs],
@@ -234,14 +234,14 @@ def report_to_dict(report: PlotReport) -> dict[str, Any]:
 def _json_row(row: dict[Any, Any], integer_columns: set[str]) -> dict[str, Any]:
     result = {}
     for column, value in row.items():
-        value = _json_value(value)
+        value = json_value(value)
         if column in integer_columns and isinstance(value, float):
             value = int(value)
         result[str(column)] = value
     return result
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A CSV cell or a number as JSON has it: numpy scalars unwrapped, NaN and inf as None."""
     if isinstance(value, np.generic):
         value = value.item()
