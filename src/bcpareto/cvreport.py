@@ -134,26 +134,41 @@ def judge_folder(folder: Path, rows: pd.DataFrame | None = None, *, csv: Path | 
     out = out.dropna(axis=1, how="all")
     score, size_column = _choice_axes(out)
     sizes = out[size_column].to_numpy(dtype=float)
-    out["p_front"] = cvstats.front_probability(resampled["cv_accuracy"], out["model_size(MB)"].to_numpy(float)) \
-        if "model_size(MB)" in out else np.nan
+    # The front, its volume and the choice compare models with each other: on the images every
+    # model was scored on (all of TRAIN once every fold is in; fold 1's while a run goes on).
+    common = {}
+    for stem in ("cv_accuracy", score):
+        key = stem.removesuffix("_accuracy")
+        rows_seen = np.isfinite(scores.correct[key][:, train]).any(axis=1)  # models with this score
+        shared = train & np.isfinite(scores.correct[key][rows_seen]).all(axis=0) if rows_seen.any() else train
+        common[stem] = (shared, *boot_cv.accuracies(np.where(shared, scores.correct[key], np.nan)[:, train]))
+    if "model_size(MB)" in out:
+        out["p_front"] = cvstats.front_probability(common["cv_accuracy"][2], out["model_size(MB)"].to_numpy(float))
     if score == "cv_int8_accuracy":
-        out["p_front_int8"] = cvstats.front_probability(resampled[score], sizes)
-    value = out[score].to_numpy(dtype=float)
+        out["p_front_int8"] = cvstats.front_probability(common[score][2], sizes)
+    shared, value, draws = common[score]
+    front_estimates = [cvstats.summarise(float(v), draws[:, m]) for m, v in enumerate(value)]
+    out["front_accuracy"] = [e.value for e in front_estimates]  # the score on the shared images
+    out["front_accuracy_lo"] = [e.lo for e in front_estimates]
+    out["front_accuracy_hi"] = [e.hi for e in front_estimates]
     choices = []
     for budget in (*budgets, math.inf):
-        index = cvstats.one_se_choice(value, resampled[score], sizes, budget=budget, rule=rule)
-        best = cvstats.one_se_choice(value, resampled[score], sizes, budget=budget, rule="best")
+        index = cvstats.one_se_choice(value, draws, sizes, budget=budget, rule=rule)
+        best = cvstats.one_se_choice(value, draws, sizes, budget=budget, rule="best")
         difference = None
         if index is not None and best is not None:
             key = score.removesuffix("_accuracy")
-            difference = boot_cv.difference(scores.correct[key][best][train], scores.correct[key][index][train])
+            difference = boot_cv.difference(np.where(shared, scores.correct[key][best], np.nan)[train],
+                                            np.where(shared, scores.correct[key][index], np.nan)[train])
         choices.append(Choice(budget, size_column, score,
                               None if index is None else int(out["grid_id"].iloc[index]),
                               None if best is None else int(out["grid_id"].iloc[best]), difference))
     out["chosen"] = ["; ".join(_budget_label(c) for c in choices if c.chosen == g) for g in out["grid_id"]]
-    costs = np.column_stack([-value, sizes])
-    ref = pareto.default_reference(costs)
-    hypervolume = cvstats.hypervolume_interval(value, resampled[score], sizes, ref=ref)
+    ref = pareto.default_reference(np.column_stack([-value, sizes]))
+    hypervolume = cvstats.hypervolume_interval(value, draws, sizes, ref=ref)
+    if shared.sum() < train.sum():
+        notes.append(f"the front, P(on the front), the choice and the volume compare models on the "
+                     f"{int(shared.sum())} of {int(train.sum())} TRAIN images every model was scored on")
     incomplete = out["n_fold_models"] < out["n_fold_models"].max()
     if incomplete.any():
         notes.append(f"{int(incomplete.sum())} model(s) have fewer fold models than the others (a search "
@@ -216,17 +231,21 @@ def write_cv_outputs(report: CvReport, out_dir: Path) -> tuple[Path, ...]:
     out_dir.mkdir(parents=True, exist_ok=True)
     t = report.table
     score, size_column = report.choices[0].score, report.choices[0].size_column
-    front = pareto.nondominated_mask(np.column_stack([-t[score].to_numpy(float), t[size_column].to_numpy(float)]))
+    front = pareto.nondominated_mask(np.column_stack([-t["front_accuracy"].to_numpy(float),
+                                                      t[size_column].to_numpy(float)]))
     models_csv, front_csv = out_dir / "cv_models.csv", out_dir / "pareto_front.csv"
     write_atomic(models_csv, t.to_csv(index=False))
     write_atomic(front_csv, t[front | (t["chosen"] != "")].sort_values(size_column).to_csv(index=False))
+    chosen: dict[int, str] = {}
+    for c in report.choices:
+        if c.chosen is not None:
+            at = int(np.flatnonzero(t["grid_id"].to_numpy() == c.chosen)[0])
+            chosen[at] = "; ".join(filter(None, [chosen.get(at), _budget_label(c)]))
     figure = plotting.cv_figure(
-        sizes=t[size_column].to_numpy(float), values=t[score].to_numpy(float),
-        lo=t[f"{score}_lo"].to_numpy(float), hi=t[f"{score}_hi"].to_numpy(float),
+        sizes=t[size_column].to_numpy(float), values=t["front_accuracy"].to_numpy(float),
+        lo=t["front_accuracy_lo"].to_numpy(float), hi=t["front_accuracy_hi"].to_numpy(float),
         p_front=t["p_front_int8" if "p_front_int8" in t else "p_front"].to_numpy(float),
-        labels=[str(g) for g in t["grid_id"]],
-        chosen={int(np.flatnonzero(t["grid_id"].to_numpy() == c.chosen)[0]): _budget_label(c)
-                for c in report.choices if c.chosen is not None},
+        labels=[str(g) for g in t["grid_id"]], chosen=chosen,
         x_label=size_column, y_label=f"{score} (out-of-fold, {cvstats.LEVEL:.0%} interval)",
         title=f"{report.study}: {len(t)} models, grouped CV; ringed: {report.rule} choice per size budget",
     )
