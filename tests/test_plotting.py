@@ -5,6 +5,7 @@ Each test inspects the matplotlib Figure that plotting.front_figure returns, lai
 
 from __future__ import annotations
 
+import io
 import itertools
 
 import numpy as np
@@ -174,3 +175,23 @@ def test_more_front_points_than_max_labels_are_thinned_evenly():
                      ref=[100.0, 200.0])
     (boxes,) = _label_boxes(figure).values()
     assert len(boxes) == plotting.MAX_LABELS
+
+
+@pytest.mark.parametrize("n", [16, 300])
+def test_cv_figure_draws_intervals_front_probability_and_the_chosen_at_16_and_300_models(n: int) -> None:
+    rng = np.random.default_rng(0)
+    sizes = np.exp(rng.uniform(np.log(0.01), np.log(1.0), n))
+    values = 0.8 + 0.05 * np.log10(sizes) + rng.normal(0, 0.02, n)
+    p = rng.uniform(0, 1, n)
+    figure = plotting.cv_figure(sizes=sizes, values=values, lo=values - 0.04, hi=values + 0.04, p_front=p,
+                                labels=[str(i) for i in range(n)], chosen={3: "<= 0.02 MB", 7: "any size"},
+                                x_label="tflite_int8_mb", y_label="cv_int8_accuracy", title="t")
+    ax = figure.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "grid 3 (<= 0.02 MB)" in texts and "grid 7 (any size)" in texts
+    assert len(texts) <= 2 + 20  # front labels only for a readable number of models; none at 300
+    if n == 300:
+        assert len(texts) == 2
+    assert ax.get_xscale() == "log" and len(ax.collections) >= n  # one error bar per model
+    assert figure.axes[1].get_ylabel().startswith("P(on the front)")
+    figure.savefig(io.BytesIO(), format="png")
