@@ -102,3 +102,24 @@ def test_per_tensor_int8_is_a_preset_key_that_names_a_new_study_only_when_on() -
     on = load_config("edge", int8_per_tensor=True)
     assert on.int8_per_tensor and on.fingerprint() != base.fingerprint()
     assert load_config("edge", int8_per_tensor=False).fingerprint() == base.fingerprint()
+
+
+def test_a_preset_states_only_what_differs_and_a_key_left_out_is_the_default(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from bcpareto.config import TrainConfig
+
+    preset = tmp_path / "mine.toml"
+    preset.write_text("epochs = 3\n")
+    config = load_config(str(preset))
+    assert config.epochs == 3
+    assert config.augment == TrainConfig().augment != ()  # left out: augmented as the default
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    import tomllib
+
+    for path in sorted(shipped_configs().glob("*.toml")):  # the shipped presets restate nothing
+        if path.stem == "default":
+            continue
+        raw = tomllib.loads(path.read_text())
+        same = [k for k, v in raw.items() if k in defaults and (tuple(v) if isinstance(v, list) else v) == defaults[k]]
+        assert not same, f"{path.name} restates the default of {same}"

@@ -295,11 +295,11 @@ def _validate(raw: dict[str, Any], *, source: str, options: set[str] = frozenset
     if "learning_rate" in raw and not raw["learning_rate"] > 0:
         problems.append(f"learning_rate = {raw['learning_rate']!r}: expected a positive number")
     problems += _distill_problems(raw)
-    augment = raw.get("augment", [])
-    bad = [a for a in augment if a not in _AUGMENTATIONS]
-    if bad:
-        problems.append(f"augment has {bad[0]!r}: expected any of {', '.join(_AUGMENTATIONS)}")
-    raw["augment"] = tuple(augment)
+    if "augment" in raw:  # left out: the default's (an empty list turns augmentation off)
+        bad = [a for a in raw["augment"] if a not in _AUGMENTATIONS]
+        if bad:
+            problems.append(f"augment has {bad[0]!r}: expected any of {', '.join(_AUGMENTATIONS)}")
+        raw["augment"] = tuple(raw["augment"])
     if problems:
         raise ConfigError(_problems(source, problems, raw, options))
     return TrainConfig(**raw)
