@@ -2,14 +2,17 @@
 
 The workers coordinate through the study storage alone (search.py: enqueued grid, atomic claim,
 heartbeats); this module queues the study (no TensorFlow in this process), starts the workers,
-pins each to a GPU, shares out the CPU threads, prefixes their output with the worker number and
-forwards Ctrl-C.
+pins each to a GPU, shares out the CPU threads, relays their output with the worker number
+(never holding a worker up), forwards Ctrl-C, hangups and Ctrl-Z, and makes the workers stop
+when this process is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -95,59 +98,208 @@ def run_workers(
 ) -> tuple[list[WorkerExit], bool]:
     """Run ``bcpareto search *search_args`` in n_workers processes; wait for all of them.
 
-    Returns each worker's exit and whether the run was interrupted (Ctrl-C or SIGTERM). The
-    first interrupt is forwarded to every worker as SIGINT, so each marks its running trial
-    failed ('interrupted') and exits; a second one kills them (their trials then go stale and
-    are retried by the next search).
+    Returns each worker's exit and whether the run was interrupted (Ctrl-C, SIGTERM or a
+    hangup). The first interrupt is forwarded to every worker as SIGINT, so each marks its
+    running trial failed ('interrupted') and exits; a second one kills them (their trials then
+    go stale and are retried by the next search). Ctrl-Z stops the workers with this process,
+    and they go on when it does. The workers hold the read end of a pipe whose write end only
+    this process holds (interrupts.LIFELINE_ENV): if this process dies, even by SIGKILL, they
+    see the pipe close and stop as on a hangup, their trials marked interrupted. Their output
+    is relayed without ever holding them up (_Output).
     """
     gpus = visible_gpus()
-    procs: list[tuple[int, str | None, subprocess.Popen[str]]] = []
+    procs: list[tuple[int, str | None, subprocess.Popen[bytes]]] = []
     readers: list[threading.Thread] = []
-    lock = threading.Lock()
+    output = _Output(echo)
+    lifeline, lifeline_end = os.pipe()  # never written: its EOF tells the workers this process is gone
+    stop = _StopForwarder()
     interrupted = False
     try:
-        for index in range(1, n_workers + 1):
-            env = worker_env(index - 1, n_workers=n_workers, gpus=gpus, storage_url=storage_url)
-            gpu = env["CUDA_VISIBLE_DEVICES"] if gpus else None
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bcpareto", "search", *search_args, "--worker-index", str(index)],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, errors="replace", bufsize=1,
-                start_new_session=True,  # a terminal's Ctrl-C reaches the parent, which forwards it once
-            )
-            procs.append((index, gpu, proc))
-            echo(f"[worker {index}] started, pid {proc.pid}" + (f", GPU {gpu}" if gpu is not None else ""))
-            assert proc.stdout is not None
-            reader = threading.Thread(
-                target=_relay, args=(proc.stdout, f"[worker {index}] ", echo, lock), daemon=True
-            )
-            reader.start()
-            readers.append(reader)
-    except KeyboardInterrupt:
-        interrupted = True
-        for _, _, proc in procs:
-            proc.send_signal(signal.SIGINT)
-
-    while True:
         try:
-            for _, _, proc in procs:
-                proc.wait()
-            break
+            for index in range(1, n_workers + 1):
+                proc, gpu, stream = _start_worker(index, n_workers=n_workers, gpus=gpus,
+                                                  storage_url=storage_url, args=search_args,
+                                                  lifeline=lifeline)
+                procs.append((index, gpu, proc))
+                stop.procs.append(proc)
+                output.say(f"[worker {index}] started, pid {proc.pid}" + (f", GPU {gpu}" if gpu is not None else ""))
+                reader = threading.Thread(target=_drain, args=(stream, f"[worker {index}] ", output),
+                                          daemon=True, name=f"bcpareto-relay-{index}")
+                reader.start()
+                readers.append(reader)
         except KeyboardInterrupt:
-            sig = signal.SIGKILL if interrupted else signal.SIGINT
             interrupted = True
             for _, _, proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(sig)
+                proc.send_signal(signal.SIGINT)
+
+        while True:
+            try:
+                for _, _, proc in procs:
+                    proc.wait()
+                break
+            except KeyboardInterrupt:
+                sig = signal.SIGKILL if interrupted else signal.SIGINT
+                interrupted = True
+                for _, _, proc in procs:
+                    if proc.poll() is None:
+                        proc.send_signal(sig)
+    finally:
+        stop.restore()
+        os.close(lifeline)
+        os.close(lifeline_end)
     for reader in readers:
         reader.join(timeout=5)
+    output.close(timeout=5)
     return [WorkerExit(i, gpu, p.returncode) for i, gpu, p in procs], interrupted
 
 
-def _relay(stream: IO[str], prefix: str, echo: Callable[[str], None], lock: threading.Lock) -> None:
-    for line in stream:
-        with lock:
-            echo(prefix + line.rstrip("\n"))
+def _start_worker(
+    index: int, *, n_workers: int, gpus: list[str], storage_url: str, args: list[str], lifeline: int
+) -> tuple[subprocess.Popen[bytes], str | None, IO[str]]:
+    """Start worker ``index`` (from 1): the process, its GPU, the stream of its stdout and stderr.
+
+    It runs in a process group of its own, in this session: a terminal's Ctrl-C and Ctrl-Z reach
+    this process only, which forwards them once (each worker getting a terminal's SIGINT as well
+    as the forwarded one could cut its cleanup short), and the kernel still hangs up on a stopped
+    worker whose parent died (it does so within a session only). Besides the lifeline it keeps a
+    read end of its own output pipe, so its prints never fail with a broken pipe once this
+    process is gone (interrupts._on_parent_exit).
+    """
+    from .interrupts import LIFELINE_ENV
+
+    env = worker_env(index - 1, n_workers=n_workers, gpus=gpus, storage_url=storage_url)
+    out_read, out_write = os.pipe()
+    env[LIFELINE_ENV] = f"{lifeline},{out_read}"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bcpareto", "search", *args, "--worker-index", str(index)],
+            env=env, stdin=subprocess.DEVNULL, stdout=out_write, stderr=subprocess.STDOUT,
+            pass_fds=(lifeline, out_read), process_group=0,
+        )
+    except BaseException:
+        os.close(out_read)
+        raise
+    finally:
+        os.close(out_write)  # the worker's copy is the only writer left: EOF when it exits
+    gpu = env["CUDA_VISIBLE_DEVICES"] if gpus else None
+    return proc, gpu, open(out_read, errors="replace")  # closed by _drain
+
+
+class _StopForwarder:
+    """While the workers run, Ctrl-Z (SIGTSTP) stops them with this process; both go on together.
+
+    The terminal sends SIGTSTP to this process's group, which the workers are not in: this
+    handler stops each of them (SIGSTOP), stops this process as the default action would, and
+    once resumed (fg, bg, SIGCONT) resumes them. Set up in the main thread only.
+    """
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTSTP, self._on_stop)
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        live = [p for p in self.procs if p.returncode is None]
+        for proc in live:
+            proc.send_signal(signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here; returns once this process is resumed
+        signal.signal(signal.SIGTSTP, self._on_stop)
+        for proc in live:
+            proc.send_signal(signal.SIGCONT)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTSTP, self._previous)
+
+
+_QUEUED_LINES = 10_000  # lines held while stdout is slow to take them; past that, lines are dropped
+
+
+class _Output:
+    """Lines to ``echo`` (this process's stdout) from one writer thread: ``say`` never blocks.
+
+    A worker is never held up by this process's stdout: each worker's pipe is drained by its
+    own thread into a bounded queue. A stdout that is not read (a full pipe) costs the lines
+    past the queue, counted in a line once it moves again; one that is closed (``| head``) or
+    gone (a closed terminal) costs every line from then on, after one message on stderr, and
+    this process's output goes to /dev/null: the search goes on as with ``> /dev/null``.
+    """
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self._echo = echo
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=_QUEUED_LINES)
+        self._dropped = 0
+        self._gone = False
+        self._writer = threading.Thread(target=self._write, daemon=True, name="bcpareto-output")
+        self._writer.start()
+
+    def say(self, line: str) -> None:
+        if self._gone:
+            return
+        try:
+            self._queue.put_nowait(line)
+        except queue.Full:
+            self._dropped += 1
+
+    def close(self, *, timeout: float) -> None:
+        """Let the writer print what is queued, for up to ``timeout`` seconds if stdout is stuck."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._writer.join(timeout=timeout)
+
+    def _write(self) -> None:
+        while (line := self._queue.get()) is not None:
+            if self._gone:
+                continue
+            try:
+                if self._dropped:
+                    dropped, self._dropped = self._dropped, 0
+                    self._echo(f"[{dropped} line(s) of worker output dropped: stdout was not read]")
+                self._echo(line)
+            except UnicodeError:
+                continue  # a line this stdout cannot encode
+            except (OSError, ValueError) as exc:  # a broken pipe, a closed terminal, a closed file
+                self._gone = True
+                _stdout_gone(exc)
+
+
+def _stdout_gone(exc: BaseException) -> None:
+    """Say once on stderr (if it still works) that output is dropped; send stdout to /dev/null,
+    so that the search's last lines cannot fail it either."""
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    try:
+        sys.stderr.write(f"bcpareto: stdout is closed ({reason}): the workers' output is dropped from "
+                         "here on; the search goes on (`bcpareto status` shows where it stands)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _to_devnull(sys.stderr)
+    _to_devnull(sys.stdout)
+
+
+def _to_devnull(stream: IO[str]) -> None:
+    """Point the file descriptor under ``stream`` at /dev/null (not a stream without one)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. click's CliRunner: nothing to redirect
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _drain(stream: IO[str], prefix: str, output: _Output) -> None:
+    """Read one worker's output to its end, whatever becomes of this process's stdout."""
+    try:
+        for line in stream:
+            output.say(prefix + line.rstrip("\n"))
+    except (OSError, ValueError):
+        pass
+    finally:
+        stream.close()
 
 
 @dataclass(frozen=True)
