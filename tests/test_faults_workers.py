@@ -199,6 +199,31 @@ def test_a_stdout_nobody_reads_then_closed_never_holds_a_worker_up(tmp_path: Pat
     assert len(_trials(url)) == 2
 
 
+@needs_data
+@pytest.mark.slow
+@pytest.mark.train
+def test_one_process_search_piped_into_head_completes_every_point(tmp_path: Path, data_dir: Path) -> None:
+    """`search --workers 1 | head -n 3`: the first write after head exits raised BrokenPipeError
+    inside a trial, which was recorded failed and skipped by a rerun."""
+    _setup(tmp_path, GRID_2)
+    args = ("--run-dir", "run", "--data-dir", str(data_dir), "--workers", "1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcpareto", "search", str(tmp_path / "grid.xlsx"), "--config",
+         str(tmp_path / "fast.toml"), *args],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    head = [proc.stdout.readline() for _ in range(3)]
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and err.count("stdout is closed") == 1, err
+    assert head[0].startswith("Grid:"), head
+    trials = _trials(_sqlite(tmp_path / "run"))
+    assert sorted(t.state.name for t in trials if t.state.name == "COMPLETE") == ["COMPLETE", "COMPLETE"], err
+    _csv(tmp_path / "run", 2)
+
+
 # --- the mechanisms alone (no TensorFlow) -------------------------------------------------------
 
 CHILD = """\

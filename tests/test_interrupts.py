@@ -144,7 +144,7 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_check() -> 
 
     from bcpareto import interrupts
 
-    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     interrupts._received.clear()
     try:
         interrupts.install()
@@ -162,4 +162,5 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_check() -> 
     finally:
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
+        signal.signal(signal.SIGHUP, saved[2])  # install() takes hangups too
         interrupts._received.clear()

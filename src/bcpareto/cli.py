@@ -485,8 +485,23 @@ def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
 
 
 def _echo_to(as_json: bool) -> Any:
-    """Where a command's progress goes: stdout, or stderr when stdout carries its --json."""
-    return (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    """Where a command's progress goes: stdout, or stderr when stdout carries its --json. A
+    closed stdout (`| head`, a lost terminal) is said once on stderr; the command goes on."""
+    from .progress import stdout_gone
+
+    gone = False
+
+    def say(line: str) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            click.echo(line, err=as_json)
+        except (OSError, ValueError) as exc:  # BrokenPipeError, a closed file
+            gone = True
+            stdout_gone(exc)
+
+    return say
 
 
 def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .config import TrainConfig
 from .gridspec import GridPoint
 from .model import cost
+
+WORKER_COUNT_ENV = "BCPARETO_WORKER_COUNT"  # set for each worker: how many share this machine's study
 
 
 def calibrate(*, points: list[GridPoint], config: TrainConfig) -> Callable[[GridPoint], float] | None:
@@ -137,3 +141,29 @@ def unit_label(grid_id: int, repeat: int = 0, *, folds: int = 0) -> str:
         seed = repeat // folds
         return f"grid point {grid_id} fold {repeat % folds + 1}/{folds}" + (f" seed {seed}" if seed else "")
     return f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")
+
+
+def stdout_gone(exc: BaseException, *, what: str = "the search's output") -> None:
+    """Say once on stderr (if it still works) that output is dropped; send stdout to /dev/null,
+    so that no later line can fail the search (a closed pipe: `search | head`, a lost terminal)."""
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    try:
+        sys.stderr.write(f"bcpareto: stdout is closed ({reason}): {what} is dropped from here on; the "
+                         "search goes on (`bcpareto status` shows where it stands)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _to_devnull(sys.stderr)
+    _to_devnull(sys.stdout)
+
+
+def _to_devnull(stream: IO[str]) -> None:
+    """Point the file descriptor under ``stream`` at /dev/null (not a stream without one)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. click's CliRunner: nothing to redirect
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)

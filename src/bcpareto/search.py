@@ -33,7 +33,7 @@ from .gridspec import GridPoint
 from .metrics_log import MetricsLogError, check_metrics_csv, completed_rows, update_metrics_csv
 from .model import cost
 from .pausepoints import pause_point
-from .progress import Progress, calibrate, clock, study_eta, unit_label
+from .progress import WORKER_COUNT_ENV, Progress, calibrate, clock, stdout_gone, study_eta, unit_label
 from .runs import save_image_table, save_predictions, save_record, study_dir
 from .storage import (
     HEARTBEAT_SECONDS,
@@ -296,12 +296,19 @@ def open_study(
             if strategy.n_trials is not None:
                 study.set_user_attr("n_trials", max(strategy.n_trials, int(theirs.get("n_trials", 0))))
         optuna.storages.fail_stale_trials(study)
-        if not strategy.sampled or strategy.warm_start:
-            sync_grid(study, points, repeats=units if not strategy.sampled else 1,
-                      retry_failed=retry_failed, strategy=strategy, fold_major=config.validation == "cv")
-        else:
-            sync_grid(study, [], retry_failed=retry_failed, strategy=strategy)
+        _queue(study, points, units=units, strategy=strategy, config=config, retry_failed=retry_failed)
     return StudyHandle(study=study, storage=storage, url=url)
+
+
+def _queue(study: optuna.Study, points: list[GridPoint], *, units: int, strategy: Strategy,
+           config: TrainConfig, retry_failed: bool = False) -> None:
+    """sync_grid as this search queues: the sheet's points (each ``units`` times) unless a
+    sampler draws without --warm-start; under the lock."""
+    if not strategy.sampled or strategy.warm_start:
+        sync_grid(study, points, repeats=units if not strategy.sampled else 1,
+                  retry_failed=retry_failed, strategy=strategy, fold_major=config.validation == "cv")
+    else:
+        sync_grid(study, [], retry_failed=retry_failed, strategy=strategy)
 
 
 def run_search(
@@ -535,6 +542,13 @@ def run_search(
             if interrupts.received():  # e.g. the KeyboardInterrupt turned into a TensorFlow error
                 _tell_failed(study, trial, "interrupted")  # on its way through TF's C++: requeued
                 raise KeyboardInterrupt from exc
+            if isinstance(exc, BrokenPipeError):  # stdout closed (`| head`): not this point's fault
+                stdout_gone(exc)
+                _tell_failed(study, trial, "interrupted")
+                with storage_lock(storage, url, name):  # queued again, for this run to train
+                    _queue(study, points, units=int(study.user_attrs.get("repeats", 1)), strategy=strategy,
+                           config=config)
+                continue
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
             reason = redact(reason, url)
             _tell_failed(study, trial, reason[:1000])
@@ -671,8 +685,6 @@ def _suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
 
 def _study_eta(rows: list[dict[str, Any]], todo: list[tuple[GridPoint, int]], *, config: TrainConfig) -> str:
     """'ETA h:mm:ss' for the study, from its finished models' wall seconds (progress.study_eta)."""
-    from .workers import WORKER_COUNT_ENV
-
     done = {(int(r["grid_id"]), int(r.get("repeat") or 0)) for r in rows}
     finished = [(int(r["macs"]), float(r["wall_seconds"])) for r in rows
                 if r.get("macs") not in (None, "") and r.get("wall_seconds") not in (None, "")]

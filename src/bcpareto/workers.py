@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
+from .progress import WORKER_COUNT_ENV, stdout_gone
+
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .gridspec import GridPoint
     from .status import StudyStatus
 
 STORAGE_ENV = "BCPARETO_STORAGE"  # --storage's environment variable: keeps a password out of `ps`
-WORKER_COUNT_ENV = "BCPARETO_WORKER_COUNT"  # set for each worker: how many share this machine's study
 
 
 def visible_gpus() -> list[str]:
@@ -262,33 +263,7 @@ class _Output:
                 continue  # a line this stdout cannot encode
             except (OSError, ValueError) as exc:  # a broken pipe, a closed terminal, a closed file
                 self._gone = True
-                _stdout_gone(exc)
-
-
-def _stdout_gone(exc: BaseException) -> None:
-    """Say once on stderr (if it still works) that output is dropped; send stdout to /dev/null,
-    so that the search's last lines cannot fail it either."""
-    reason = getattr(exc, "strerror", None) or type(exc).__name__
-    try:
-        sys.stderr.write(f"bcpareto: stdout is closed ({reason}): the workers' output is dropped from "
-                         "here on; the search goes on (`bcpareto status` shows where it stands)\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        _to_devnull(sys.stderr)
-    _to_devnull(sys.stdout)
-
-
-def _to_devnull(stream: IO[str]) -> None:
-    """Point the file descriptor under ``stream`` at /dev/null (not a stream without one)."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # e.g. click's CliRunner: nothing to redirect
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, fd)
-    finally:
-        os.close(null)
+                stdout_gone(exc, what="the workers' output")
 
 
 def _drain(stream: IO[str], prefix: str, output: _Output) -> None:
