@@ -161,6 +161,8 @@ def test_four_workers_on_sqlite_train_each_point_once(tmp_path: Path, data_dir: 
     out = _finish(_start(tmp_path, "--run-dir", "run", "--data-dir", str(data_dir), "--workers", "4"))
     wall = time.perf_counter() - started
     assert "Done: 4/4 grid points completed, 0 failed, 0 remaining" in out, out
+    # the whole search's estimate, from the parent, before any worker starts (issue 27)
+    assert out.index("Estimated time for 4 model(s) on 4 workers") < out.index("[worker 1] started"), out
     for i in (1, 2, 3, 4):
         assert f"[worker {i}] started" in out
     _exactly_once(_trials(_sqlite(tmp_path / "run")), 4)

@@ -735,6 +735,30 @@ def plot(csv_files: tuple[Path, ...], x: str | None, y: str | None, z: str | Non
             click.echo(f"  {line}")
 
 
+@cli.command("report")
+@click.argument("run", metavar="RUN", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file to write.")
+@click.option("--data-check", "data_check", metavar="JSON", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A `bcpareto data check --json` output (or a source-group summary) to include "
+                   "[default: RUN/data_check.json when there].")
+@_study_option("The study, when the CSV holds several.")
+def report_command(run: Path, out: Path, data_check: Path | None, study_name: str | None) -> None:
+    """One self-contained HTML file of a run: front, its table, every model, the machine.
+
+    \b
+    RUN is a run folder (metrics_log.csv and runs/<study>/) or a metrics CSV alone. The file
+    holds the front (with per-model intervals when the run kept predictions), the front's table
+    (chosen on validation, quoted on TEST), per model its TEST confusion matrix, per-class recall
+    and learning curve, the data check when given, the machine and the time spent. Everything
+    is inline: it opens offline. Never imports TensorFlow.
+    """
+    from .htmlreport import format_html_report, html_report
+
+    with _errors():
+        click.echo(format_html_report(html_report(run, out=out, study=study_name, data_check=data_check)))
+
+
 @cli.command()
 @click.argument("csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("a", metavar="A", type=click.IntRange(min=0))

@@ -86,15 +86,21 @@ class Progress:
         self.done = 0
         self.t0 = time.perf_counter()
 
-    def announce(self, step_seconds: Callable[[GridPoint], float]) -> None:
+    def announce(self, step_seconds: Callable[[GridPoint], float], *, workers: int = 1) -> None:
+        """Print the whole search's estimate before the first model; ``workers`` share the models
+        (a first guess: each worker trains on its share of the cores)."""
         self.predicted = {(p.grid_id, r): self.steps * step_seconds(p) + 3.0 for p, r in self.todo}
-        total = sum(self.predicted.values())
-        self.echo(f"Estimated time for {len(self.todo)} model(s): {clock(total)} "
+        total = sum(self.predicted.values()) / max(1, workers)
+        self.echo(f"Estimated time for {len(self.todo)} model(s)"
+                  + (f" on {workers} workers" if workers > 1 else "") + f": {clock(total)} "
                   "(from a short measured calibration; refined as models finish)")
         if total > 3600:
             presets = {"quick": "the `quick` preset (16 small CNNs, 48 px, 2 epochs: 5-23 min on a 2-core CPU)",
                        "edge": "the `edge` preset (the same grid at 64 px, 5 epochs: 16-53 min)"}
             helps = [text for name, text in presets.items() if name != self.config.name]
+            if self.config.validation == "cv":
+                helps.append(f"racing over the folds (`--fidelity folds`), or fewer folds (`--folds`; "
+                             f"{self.config.folds} train each point {self.config.folds} times)")
             helps += ["`--limit-per-class N` (N images per class) for a first look",
                       "a GPU (`pip install 'tensorflow[and-cuda]'`)",
                       "on a machine with GPUs or many cores, `--workers N`"]

@@ -360,9 +360,7 @@ def run_search(
     data = by_size[sizes[0]]
     if len(sizes) > 1:
         echo(f"  image sizes of this grid: {', '.join(f'{s} px' for s in sorted(sizes))}")
-    # what one model trains and validates on (under CV: fold 1's shares)
-    n_val = int((data.folds == 0).sum()) if data.folds is not None else len(data.val)
-    n_fit = len(data.train) - (n_val if data.folds is not None else 0)
+    n_fit, n_val = model_shares(data)
     if data.n_folds:
         echo(f"  TRAIN {len(data.train)} images in {data.n_folds} folds ({data.val_source}): each model "
              f"trains on ~{n_fit}, validates on the other ~{n_val}; "
@@ -597,6 +595,27 @@ def run_search(
     summary.completed = len(completed_rows(study))
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def model_shares(data: Any) -> tuple[int, int]:
+    """(images one model trains on, images it validates on): under CV, fold 1's shares."""
+    n_val = int((data.folds == 0).sum()) if data.folds is not None else len(data.val)
+    return len(data.train) - (n_val if data.folds is not None else 0), n_val
+
+
+def announce_estimate(points: list[GridPoint], study: optuna.Study, *, config: TrainConfig, data: Any,
+                      echo: Callable[[str], None], workers: int = 1) -> None:
+    """The whole grid's time estimate before the first model (a short calibration: TensorFlow
+    times one training step of the cheapest and of the costliest point)."""
+    by_id = {p.grid_id: p for p in points}
+    todo = [(by_id[g], r) for g, r in _remaining(study) if g in by_id]
+    if not todo:
+        return
+    n_fit, n_val = model_shares(data)
+    step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
+    if step_seconds is not None:
+        Progress(todo, config=config, n_train=n_fit, n_eval=n_val + len(data.test), echo=echo).announce(
+            step_seconds, workers=workers)
 
 
 def image_sizes(points: list[GridPoint], config: TrainConfig, strategy: Strategy) -> list[int]:

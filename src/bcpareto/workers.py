@@ -300,7 +300,7 @@ def search_in_workers(
     from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
-    from .search import check_search_inputs, image_sizes, open_study
+    from .search import announce_estimate, check_search_inputs, image_sizes, open_study
     from .strategy import Strategy
     from .status import study_status
     from .storage import redact
@@ -312,14 +312,20 @@ def search_in_workers(
     # unusable data set (a class with no readable image) stops the command with nothing created,
     # and the workers read the cache instead of each decoding every size at once.
     sizes = image_sizes(points, config, strategy or Strategy())
+    first = None
     for size in sizes:
         data = load_data_for(data_dir, dataclasses.replace(config, image_size=size), on_bad_image=on_bad_image)
-        if data.skipped and size == sizes[0]:
-            echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+        if size == sizes[0]:
+            if data.skipped:
+                echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+            first = data
         del data
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
                         repeats=repeats, strategy=strategy)
+    if not (strategy or Strategy()).sampled:  # the whole search's time, before any worker starts
+        announce_estimate(points, handle.study, config=config, data=first, echo=echo, workers=workers)
+    del first
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     pause_point("queued")
     exits, interrupted = run_workers(
