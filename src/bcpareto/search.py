@@ -264,6 +264,7 @@ def open_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     grid_hash = hashlib.sha1(json.dumps([p.params() for p in points]).encode()).hexdigest()[:8]
     with storage_lock(storage, url, name):
+        _refuse_foreign_study(storage, name, url)
         study = optuna.create_study(
             study_name=name,
             storage=storage,
@@ -298,6 +299,24 @@ def open_study(
         optuna.storages.fail_stale_trials(study)
         _queue(study, points, units=units, strategy=strategy, config=config, retry_failed=retry_failed)
     return StudyHandle(study=study, storage=storage, url=url)
+
+
+def _refuse_foreign_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> None:
+    """A study of that name that bcpareto did not make (plain Optuna, another tool) is never
+    adopted: its trials would mix with ours, and its objectives may not be ours."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return  # a new study
+    attrs = storage.get_study_user_attrs(study_id)
+    if "grid_hash" in attrs or "config_hash" in attrs:
+        return
+    directions = [d.name.lower() for d in storage.get_study_directions(study_id)]
+    n_trials = len(storage.get_all_trials(study_id, deepcopy=False))
+    raise BcParetoError(
+        f"study {name!r} on {redact(url)} was not made by bcpareto ({n_trials} trial(s), "
+        f"{'/'.join(directions) or 'no'} objective(s), none of bcpareto's settings); bcpareto will not "
+        "mix its models into it: pass another --study (or leave --study out)")
 
 
 def _queue(study: optuna.Study, points: list[GridPoint], *, units: int, strategy: Strategy,

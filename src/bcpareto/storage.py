@@ -37,7 +37,9 @@ MAX_RETRY = 3  # a point whose worker dies 4 times is left failed ("stale"): --r
 
 def default_storage_url(run_dir: Path) -> str:
     """The embedded default: an SQLite file in the run directory."""
-    return f"sqlite:///{(run_dir / DB_NAME).resolve()}"
+    # quoted: a folder named 'what-if?' or 'a%25b' stays a path (SQLAlchemy unquotes it), not a
+    # query string or an escape
+    return f"sqlite:///{quote(str((run_dir / DB_NAME).resolve()), safe='/')}"
 
 
 # What `--storage` accepts. SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which
@@ -45,6 +47,7 @@ def default_storage_url(run_dir: Path) -> str:
 # platform, and the driver SQLAlchemy 1.4/2.0 chose for postgresql://), so a bare postgresql://
 # is opened with psycopg2. An explicit postgresql+psycopg:// still uses psycopg 3.
 BACKENDS = ("sqlite", "postgresql")
+SQLITE_MAX_PATH = 511  # SQLite's default SQLITE_MAX_PATHNAME is 512 bytes, its terminator included
 POSTGRES_DRIVER = "psycopg2"
 _DRIVER_MODULES = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000", "asyncpg": "asyncpg"}
 _DRIVER_PACKAGES = {"psycopg2": "bcpareto[postgres]", "psycopg": "psycopg[binary]"}
@@ -172,6 +175,11 @@ def check_storage_url(url: str) -> None:
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
             raise StorageError(f"--storage {shown}: an SQLite URL needs a file path; expected {URL_FORMS}")
+        if len(str(Path(parsed.database).resolve())) > SQLITE_MAX_PATH:
+            raise StorageError(
+                f"--storage {shown}: the SQLite file's path is {len(str(Path(parsed.database).resolve()))} "
+                f"characters; SQLite opens at most {SQLITE_MAX_PATH}: use a shorter --run-dir (or a "
+                "PostgreSQL --storage)")
         return
     if not parsed.host:
         raise StorageError(f"--storage {shown}: no host; expected {URL_FORMS}")
@@ -282,7 +290,13 @@ def open_storage(
 
 
 def _sqlite_path(url: str) -> str:
-    return url.split("///", 1)[-1].split("?", 1)[0]
+    """The file of an SQLite URL, unquoted as SQLAlchemy opens it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).database or ""
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse: as written
+        return url.split("///", 1)[-1].split("?", 1)[0]
 
 
 def _check_sqlite_study_file(path: str) -> None:
