@@ -92,7 +92,8 @@ def replay_racing(csv: Path, report, *, budgets=DEFAULT_BUDGETS) -> dict:
         done[gid, repeat] = predictions[gid, repeat]
     spent = sum(seconds.get(u, 0.0) for u in done)
     total = sum(seconds.get(u, 0.0) for u in predictions)
-    scores = cvstats.collect(table, done)
+    survivors = {k: v for k, v in done.items() if k[0] not in out}  # raced-out points are never chosen
+    scores = cvstats.collect(table, survivors)
     train = ~scores.is_test
     boot = cvstats.GroupBootstrap(scores.groups[train], scores.labels[train], seed=0)
     value, resampled = boot.accuracies(scores.correct["cv_int8" if int8 else "cv"][:, train])

@@ -234,3 +234,8 @@ def test_racing_search_judges_each_later_fold_and_logs_why_a_point_stops(
     assert raced["stop_reason"].str.contains("dominated with confidence").all()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "0 trained now" in again.output, again.output
+    plotted = CliRunner().invoke(cli, ["plot", "metrics_log.csv", "--json"])
+    assert plotted.exit_code == 0, plotted.output
+    report = json.loads(plotted.output)
+    assert {m["grid_id"]: m["raced_out"] for m in report["models"]} == {0: False, 1: True}
+    assert {c["chosen"] for c in report["choices"]} <= {0, None}  # a raced-out point is never chosen

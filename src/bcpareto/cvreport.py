@@ -112,6 +112,9 @@ def judge_folder(folder: Path, rows: pd.DataFrame | None = None, *, csv: Path | 
     predictions = {k: v for k, v in predictions.items() if str(v["table"]) == table_name}
     scores = cvstats.collect(tables[table_name], predictions)
 
+    # points racing dropped (--fidelity folds): dominated with confidence, never chosen, and
+    # left out of the images "every model" shares (they stopped after a fold or two)
+    raced = set(rows.loc[rows["status"] == "raced out", "grid_id"]) if "status" in rows else set()
     rows = rows.drop_duplicates("grid_id").set_index("grid_id")
     train, test = ~scores.is_test, scores.is_test
     boot_cv = cvstats.GroupBootstrap(scores.groups[train], scores.labels[train], n_resamples=n_resamples, seed=seed)
@@ -137,11 +140,15 @@ def judge_folder(folder: Path, rows: pd.DataFrame | None = None, *, csv: Path | 
     # The front, its volume and the choice compare models with each other: on the images every
     # model was scored on (all of TRAIN once every fold is in; fold 1's while a run goes on).
     common = {}
+    racing = np.isin(scores.grid_ids, sorted(raced))
+    out["raced_out"] = racing
     for stem in ("cv_accuracy", score):
         key = stem.removesuffix("_accuracy")
-        rows_seen = np.isfinite(scores.correct[key][:, train]).any(axis=1)  # models with this score
+        rows_seen = np.isfinite(scores.correct[key][:, train]).any(axis=1) & ~racing  # models with this score
         shared = train & np.isfinite(scores.correct[key][rows_seen]).all(axis=0) if rows_seen.any() else train
-        common[stem] = (shared, *boot_cv.accuracies(np.where(shared, scores.correct[key], np.nan)[:, train]))
+        value, draws = boot_cv.accuracies(np.where(shared, scores.correct[key], np.nan)[:, train])
+        value[racing], draws[:, racing] = np.nan, np.nan
+        common[stem] = (shared, value, draws)
     if "model_size(MB)" in out:
         out["p_front"] = cvstats.front_probability(common["cv_accuracy"][2], out["model_size(MB)"].to_numpy(float))
     if score == "cv_int8_accuracy":
@@ -292,6 +299,8 @@ def report_to_dict(report: CvReport) -> dict[str, Any]:
             return None if not np.isfinite(value) else float(value)
         if isinstance(value, np.integer):
             return int(value)
+        if isinstance(value, np.bool_):
+            return bool(value)
         return value
 
     return {
