@@ -405,11 +405,14 @@ def search(
                        "command again to resume.", err=True)
             sys.exit(interrupts.exit_code())
         except Exception as exc:  # the storage failing mid-search: say so without its password
-            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg"):
+            if (type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg")
+                    and type(exc).__name__ != "StorageInternalError"):  # optuna's wrapper of the same
                 raise
             url = storage or default_storage_url(run_dir)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise click.ClickException(f"study storage {redact(url)}: {redact(first, url)}") from None
+            raise click.ClickException(
+                f"study storage {redact(url)}: {redact(first, url)}; the finished models are kept in it: "
+                "once the storage answers again, the same command trains what is left") from None
     if as_json:
         import dataclasses
         import json

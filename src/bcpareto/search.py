@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -153,8 +154,43 @@ def _needs_queueing(trials: list[optuna.trial.FrozenTrial], *, retry_failed: boo
         return False
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if failed and not retry_failed:
-        return max(failed, key=lambda t: t.number).user_attrs.get("fail_reason", "") == "interrupted"
+        reason = max(failed, key=lambda t: t.number).user_attrs.get("fail_reason", "")
+        return reason == "interrupted" or reason.startswith(ENVIRONMENT_FAULT)
     return True
+
+
+# A trial failed by its environment, not its model (fail_reason prefix): a rerun trains it again.
+ENVIRONMENT_FAULT = "environment: "
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def _stop_for_environment(study: optuna.Study, trial: optuna.Trial, exc: BaseException, *, label: str,
+                          run_dir: Path, url: str, echo: Callable[[str], None]) -> None:
+    """The machine failed this model (environment_fault): record it for a rerun, stop the search."""
+    reason = redact(f"{type(exc).__name__}: {exc}", url).splitlines()[0][:300]
+    _tell_failed(study, trial, f"{ENVIRONMENT_FAULT}{reason}")
+    with contextlib.suppress(Exception):  # the CSV may not be writable either
+        update_metrics_csv(study, run_dir, echo=echo)
+    raise BcParetoError(
+        f"{label}: {reason}. The machine, not the model, failed (a full disk, a read-only or failing "
+        "file system): the search stops here. Free the space or fix the folder, then run the same "
+        "command again: this model and the ones left are trained then (finished models are kept)")
+
+
+def environment_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the machine's fault: a full disk or quota,
+    a read-only or failing file system (TensorFlow reports a full disk as a ResourceExhaustedError
+    or an internal error saying so). A model too big for memory is its own fault, not this."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            return True
+        if type(exc).__name__ in ("ResourceExhaustedError", "InternalError", "UnknownError") and re.search(
+                r"No space left on device|Disk quota exceeded|Read-only file system", str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def claim_next(
@@ -568,6 +604,8 @@ def run_search(
                 continue
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrialFailed) else str(exc)
             reason = redact(reason, url)
+            if environment_fault(exc):  # not this point's fault: retried by a rerun, and the search stops
+                _stop_for_environment(study, trial, exc, label=label, run_dir=run_dir, url=url, echo=echo)
             _tell_failed(study, trial, reason[:1000])
             summary.failed.append(f"{label}: {reason.splitlines()[0][:300]}")
             echo(f"  FAILED {label}: {reason.splitlines()[0][:300]}")
@@ -584,14 +622,19 @@ def run_search(
             update_metrics_csv(study, run_dir, echo=echo)
             progress.finish(point, repeat, seconds=result.row["wall_seconds"])
             continue
-        if result.predictions is not None:
-            save_predictions(artefacts, point.grid_id, repeat=repeat, table=table,
-                             predictions=result.predictions)
-        save_record(artefacts, point.grid_id, repeat=repeat, record={
-            "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
-            "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),
-            "curve": result.curve,
-        })
+        try:
+            if result.predictions is not None:
+                save_predictions(artefacts, point.grid_id, repeat=repeat, table=table,
+                                 predictions=result.predictions)
+            save_record(artefacts, point.grid_id, repeat=repeat, record={
+                "row": result.row, "confusion": result.confusion, "classes": list(CLASSES),
+                "edge_protocol": result.edge_protocol, "config": config.at(point).to_dict(),
+                "curve": result.curve,
+            })
+        except OSError as exc:
+            if not environment_fault(exc):
+                raise
+            _stop_for_environment(study, trial, exc, label=label, run_dir=run_dir, url=url, echo=echo)
         # the constraints stay those measured before training (check_limits): Optuna keeps a
         # trial's first value of each, and the int8 file's size does not depend on the weights
         if not _tell_completed(study, storage, trial, trial_id, row=result.row, curve=result.curve):
