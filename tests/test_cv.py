@@ -188,6 +188,13 @@ def test_tiny_cv_search_trains_every_fold_once_keeps_predictions_and_plots_inter
     assert card["int8_test_accuracy"]["interval_90%"] == pytest.approx(
         [model["int8_test_accuracy_lo"], model["int8_test_accuracy_hi"]])
 
+    # refine trains a fold model further on its own fold's split (never on its held-out smears)
+    refined = CliRunner().invoke(cli, ["refine", "1", "--repeat", "2", "--epochs", "1", "--data-dir", str(BLOOD_CELLS)])
+    assert refined.exit_code == 0, refined.output
+    row = pd.read_csv(tmp_path / "metrics_log.csv").set_index("grid_id").loc[2]
+    assert row["val_split"].endswith("fold 3") and row["parent_grid_id"] == 1
+    assert row["n_val"] == rows[(rows["grid_id"] == 1) & (rows["repeat"] == 2)]["n_val"].iloc[0]
+
 
 @pytest.mark.parametrize("args, message", [
     (["--fidelity", "folds"], "--fidelity folds races grid points over the folds of cross-validation; add --folds K"),

@@ -91,6 +91,8 @@ def refine(
          f"{row.get('epochs', '?')} epoch(s) so far, val_accuracy {row['val_accuracy']:.3f}; "
          f"{epochs} more at learning rate {config.learning_rate:g} ({config.lr_schedule})")
     data = load_data_for(data_dir, config.at(point), progress=echo)
+    if data.folds is not None and "fold" in row:  # a fold model of cross-validation: its own fold
+        data = data.for_fold(int(row["fold"]))
     if data.val_source != row.get("val_split", data.val_source):
         raise BcParetoError(
             f"the data in {data_dir} gives another validation split ({data.val_source}) than the one "
