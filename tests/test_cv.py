@@ -246,3 +246,29 @@ def test_racing_search_judges_each_later_fold_and_logs_why_a_point_stops(
     report = json.loads(plotted.output)
     assert {m["grid_id"]: m["raced_out"] for m in report["models"]} == {0: False, 1: True}
     assert {c["chosen"] for c in report["choices"]} <= {0, None}  # a raced-out point is never chosen
+
+
+@needs_data
+@pytest.mark.slow
+@pytest.mark.train
+def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigkill(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from .test_workers import GRID_2, _finish, _setup, _sqlite, _start, _trials, _wait_for
+
+    _setup(tmp_path, GRID_2)
+    url = _sqlite(tmp_path / "run")
+    args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "24", "--folds", "2",
+            "--workers", "2")
+    proc = _start(tmp_path, *args)
+    # SIGKILL once a fold model is completed and another is training
+    _wait_for(url, lambda ts: {t.state.name for t in ts} >= {"COMPLETE", "RUNNING"}, proc=proc, timeout=240)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = _finish(_start(tmp_path, *args), timeout=400)
+    assert "Done: 4/4 grid points completed" in out, out  # 2 points x 2 folds
+    done = [t for t in _trials(url) if t.state.name == "COMPLETE"]  # each (grid id, fold) once
+    assert sorted((t.user_attrs["grid_id"], t.user_attrs["repeat"]) for t in done) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")
+    assert sorted(zip(rows["grid_id"], rows["fold"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
