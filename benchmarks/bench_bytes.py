@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("csv", type=Path)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--grid-ids", type=lambda v: {int(x) for x in v.split(",")}, default=None,
+                        help="only these grid points (e.g. the small ones: 0,1,8,9), every fold model of each")
     args = parser.parse_args()
 
     import keras
@@ -53,6 +55,8 @@ def main() -> None:
 
     folder, study = study_folder(args.csv)
     tables, predictions = load_predictions(folder)
+    if args.grid_ids is not None:
+        predictions = {k: v for k, v in predictions.items() if k[0] in args.grid_ids}
     (table_name, table), = tables.items()
     index = {p: i for i, p in enumerate(table["path"])}
     records = {key: json.loads((folder / (f"grid_{key[0]}" + (f"_r{key[1]}" if key[1] else "") + ".json")).read_text())

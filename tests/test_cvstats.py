@@ -182,3 +182,21 @@ def test_racing_drops_a_point_a_smaller_one_beats_with_confidence() -> None:
     assert raced_out(1, table=table, predictions=predictions, sizes={0: 0.09, 1: 0.05, 2: 0.09}) is None
     # a point with nothing finished yet is not judged
     assert raced_out(3, table=table, predictions=predictions, sizes={**sizes, 3: 0.5}) is None
+
+
+def test_the_committed_cv_run_replays_from_its_kept_predictions() -> None:
+    """docs/results/2026-12-07-cv-quick/seed0: 16 points x 5 folds, judged from a clone."""
+    from bcpareto.cvreport import cv_report
+
+    from .conftest import ROOT
+
+    report = cv_report(ROOT / "docs" / "results" / "2026-12-07-cv-quick" / "seed0" / "metrics_log.csv",
+                       n_resamples=300)
+    t = report.table
+    assert len(t) == 16 and (t["n_fold_models"] == 5).all()
+    assert report.n_groups == (263, 63)
+    assert ((t["cv_int8_accuracy_lo"] <= t["cv_int8_accuracy"]) & (t["cv_int8_accuracy"] <= t["cv_int8_accuracy_hi"])).all()
+    by_budget = {c.budget: c for c in report.choices}
+    assert by_budget[0.02].chosen is None  # no model of this grid is that small
+    chosen = t.set_index("grid_id").loc[by_budget[0.1].chosen]
+    assert chosen["tflite_int8_mb"] <= 0.1
