@@ -515,6 +515,8 @@ def test_refine_trains_a_saved_model_further_and_records_a_child(tmp_path: Path,
     assert exported.exit_code == 0, exported.output
     missing = CliRunner().invoke(cli, ["refine", "7", "--epochs", "1", "--run-dir", str(tmp_path / "run")])
     assert missing.exit_code == 1 and "no finished trial for grid point 7" in missing.output
+    again = _search(tmp_path, tiny_grid, preset=str(preset))  # the refined child is not one of the grid's points
+    assert again.exit_code == 0 and "Done: 2/2 grid points completed" in again.output, again.output
 
 
 @needs_data

@@ -654,7 +654,8 @@ def run_search(
         progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
 
     update_metrics_csv(study, run_dir, echo=echo)  # also brings in what other workers and machines finished
-    summary.completed = len(completed_rows(study))
+    rows = completed_rows(study)  # the grid's own models: refined children have ids of their own
+    summary.completed = len(rows if strategy.sampled else [r for r in rows if int(r["grid_id"]) in by_id])
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
