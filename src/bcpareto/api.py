@@ -27,7 +27,7 @@ def load_sheet(path: str | Path) -> list[GridPoint]:
     return read_grid(path)
 
 
-def search(sheet: str | Path | None = None, *, preset: str = "quick", data_dir: str | Path | None = None,
+def run_search(sheet: str | Path | None = None, *, preset: str = "quick", data_dir: str | Path | None = None,
            run_dir: str | Path = ".", repeats: int = 1, **overrides: Any) -> SearchSummary:
     """`bcpareto search` in this process (one worker): train every point of ``sheet`` (the
     preset's sheet when None) not yet in the study; ``overrides`` are preset keys
@@ -35,11 +35,11 @@ def search(sheet: str | Path | None = None, *, preset: str = "quick", data_dir: 
     from .config import load_config, resolve_grid
     from .dataset import default_data_dir
     from .gridspec import read_grid
-    from .search import run_search
+    from .search import run_search as search
 
     config = load_config(preset, **overrides)
     path = Path(sheet) if sheet is not None else resolve_grid(config)
-    return run_search(read_grid(path), config=config, data_dir=Path(data_dir) if data_dir else default_data_dir(),
+    return search(read_grid(path), config=config, data_dir=Path(data_dir) if data_dir else default_data_dir(),
                       run_dir=Path(run_dir), grid_name=path.name, repeats=repeats, echo=lambda line: None)
 
 
