@@ -409,7 +409,9 @@ def search(
                     and type(exc).__name__ != "StorageInternalError"):  # optuna's wrapper of the same
                 raise
             url = storage or default_storage_url(run_dir)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            from .storage import fault_line
+
+            first = fault_line(exc)
             raise click.ClickException(
                 f"study storage {redact(url)}: {redact(first, url)}; the finished models are kept in it: "
                 "once the storage answers again, the same command trains what is left") from None

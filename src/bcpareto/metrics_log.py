@@ -127,15 +127,24 @@ def check_metrics_csv(run_dir: Path) -> None:
 
 
 def update_metrics_csv(
-    study: optuna.Study, run_dir: Path, *, echo: Callable[[str], None] | None = None
+    study: optuna.Study, run_dir: Path, *, echo: Callable[[str], None] | None = None,
+    pending: list[dict[str, Any]] | None = None,
 ) -> str | None:
     """Regenerate this study's rows of run_dir/metrics_log.csv from the storage (file-locked).
 
-    If the existing file could not be read and was moved aside, says so through ``echo`` (else
-    as a MetricsLogWarning) and returns the message.
+    ``pending``: rows of models about to be told to the study, written with the others unless
+    the study already has a row for their grid_id and repeat. If the existing file could not be
+    read and was moved aside, says so through ``echo`` (else as a MetricsLogWarning) and
+    returns the message.
     """
     with file_lock(run_dir / f".{CSV_NAME}.lock"):
-        rows = completed_rows(study) + stopped_rows(study)
+        done, stopped = completed_rows(study), stopped_rows(study)
+        have = {(int(r["grid_id"]), int(r.get("repeat", 0))) for r in done + stopped}
+        extra = [{**row, "study": study.study_name} for row in pending or []
+                 if (int(row["grid_id"]), int(row.get("repeat", 0))) not in have]
+        if extra:  # in completed_rows' order
+            done = sorted(done + extra, key=lambda r: (int(r["grid_id"]), int(r.get("repeat", 0))))
+        rows = done + stopped
         note = write_metrics_csv(run_dir / CSV_NAME, study_name=study.study_name, rows=rows)
     if note is not None:
         if echo is not None:

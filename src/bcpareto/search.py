@@ -579,6 +579,15 @@ def run_search(
                 update_metrics_csv(study, run_dir, echo=echo)
                 progress.finish(point, repeat, seconds=None)
                 continue
+            saved = _saved_result(artefacts, point, repeat, config=config)
+            if saved is not None:  # trained before, its files complete, but never told (storage lost)
+                if _tell_completed(study, storage, trial, trial_id, row=saved["row"], curve=saved.get("curve")):
+                    echo(f"  {label}: its files in {artefacts} are complete from an earlier run whose result "
+                         "never reached the study: told from them, not trained again")
+                pause_point("csv")
+                update_metrics_csv(study, run_dir, echo=echo)
+                progress.finish(point, repeat, seconds=None)
+                continue
             judge = make_judge(study, trial, strategy=strategy, epochs=config.epochs,
                                label=label, echo=echo) if strategy.halving else None
             with _Heartbeat(storage, trial_id):
@@ -635,6 +644,10 @@ def run_search(
             if not environment_fault(exc):
                 raise
             _stop_for_environment(study, trial, exc, label=label, run_dir=run_dir, url=url, echo=echo)
+        pause_point("recorded")
+        # The row reaches the CSV before the study is told, so a kill between the two leaves no
+        # model missing from it (the rerun tells the study from the saved record: same row).
+        update_metrics_csv(study, run_dir, echo=echo, pending=[{**result.row, "trial": trial.number}])
         # the constraints stay those measured before training (check_limits): Optuna keeps a
         # trial's first value of each, and the int8 file's size does not depend on the weights
         if not _tell_completed(study, storage, trial, trial_id, row=result.row, curve=result.curve):
@@ -911,6 +924,31 @@ def make_judge(
         return None if decision.proceed else decision.reason
 
     return judge
+
+
+def _saved_result(artefacts: Path, point: GridPoint, repeat: int, *, config: TrainConfig) -> dict[str, Any] | None:
+    """The record of this unit if an earlier run trained it completely (record, model and kept
+    predictions on disk, the same architecture and settings), else None: it is trained."""
+    from .runs import _keras_path, _predictions_path, _record_path
+
+    path = _record_path(artefacts, point.grid_id, repeat)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        row = record["row"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # torn or foreign: trained again
+    settings = json.loads(json.dumps(config.at(point).to_dict(), default=str))
+    same = (record.get("config") == settings
+            and all(str(row.get(k)) == str(v) for k, v in point.params().items())
+            and int(row.get("repeat", 0)) == repeat
+            and all(row.get(c) is not None for c, _ in OBJECTIVES))
+    if not same or not _keras_path(artefacts, point.grid_id, repeat).is_file():
+        return None
+    if not _predictions_path(artefacts, point.grid_id, repeat).is_file():
+        return None
+    return record
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

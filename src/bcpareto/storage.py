@@ -257,8 +257,10 @@ def open_storage(
             _check_sqlite_study_file(path)
         else:
             creating = functools.partial(file_lock, Path(f"{path}.lock"))  # one process creates the tables
-    elif read_only:
-        _check_server_has_studies(url)
+    else:  # a server: a pooled connection that a restart of the server broke is replaced, not used
+        engine_kwargs = {"pool_pre_ping": True}
+        if read_only:
+            _check_server_has_studies(url)
     problem = ""
     for _ in range(3):
         try:
@@ -336,6 +338,19 @@ def _check_server_has_studies(url: str) -> None:
 
 def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def fault_line(exc: BaseException) -> str:
+    """The first line of the database's own error under Optuna's wrapper (StorageInternalError
+    says only "An exception is raised during the commit ..." whatever the server said)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__.split(".")[0] in ("sqlalchemy", "psycopg2", "psycopg", "sqlite3"):
+            return first_line(cause)
+        cause = cause.__cause__ or cause.__context__
+    return first_line(exc)
 
 
 @contextlib.contextmanager
