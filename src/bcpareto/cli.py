@@ -366,17 +366,19 @@ def search(
             raise BadInput(f"{path}: {exc}") from None
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
         interrupts.install()  # Ctrl-C and a scheduler's SIGTERM stop the search cleanly
-        say((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
+        # the header once: the parent of --workers N says it, its workers do not repeat it
+        header = say if worker_index is None else (lambda line: None)
+        header((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
                     if strategy.sampled else f"Grid: {path} ({len(points)} points)")
                    + f"; preset '{config.name}': "
                    f"{config.image_size}px {config.color_mode}"
                    + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
                    + f", {config.epochs} epoch(s), batch {config.batch_size}")
         if backend != "tensorflow":
-            say(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
+            header(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
                        "`bcpareto edge` measures them afterwards (sizes, int8 TEST accuracy, latency)")
         if config.teacher is not None:
-            say(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
+            header(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
                        f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
                        f"distill_temperature {config.distill_temperature}")
         try:
@@ -421,6 +423,8 @@ def search(
 
         click.echo(json.dumps({**dataclasses.asdict(summary), "wall_seconds": round(summary.wall_seconds, 1),
                                "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+    elif worker_index is not None:
+        pass  # a worker of --workers N: its parent says how the whole search ended
     elif strategy.sampled:
         extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
                                               (summary.infeasible, "infeasible"),
@@ -517,13 +521,14 @@ def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> No
 
         click.echo(json.dumps({
             "study_name": state.name, "completed": state.completed, "total": state.grid_size,
-            "failed": list(state.failed), "remaining": state.remaining, "workers": outcome.workers,
+            "failed": list(state.failed), "remaining": state.remaining, "trained_now": outcome.trained_now,
+            "workers": outcome.workers,
             "wall_seconds": round(outcome.wall_seconds, 1), "interrupted": bool(outcome.interrupted),
             "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
     else:
         click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
-                   f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.workers} "
-                   f"workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+                   f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.trained_now} trained now, "
+                   f"{outcome.workers} workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
     if outcome.interrupted:
         click.echo("Interrupted: running models are marked not completed; run the same command "
                    "again to resume.", err=True)

@@ -395,7 +395,6 @@ def run_search(
     """
     import optuna
 
-    from .data import load_data_for
     from .trial import train_and_evaluate
 
     strategy = strategy or Strategy()
@@ -404,27 +403,15 @@ def run_search(
                         storage_url=storage_url)  # a bad storage URL or data dir fails fast
     from .backends import describe_devices  # after the cheap checks: a typo costs no start-up
 
-    echo(f"Backend: {describe_devices()}")
-    echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
+    # The header once: a worker of --workers N says none of it, its parent has (search_in_workers).
+    header = echo if worker_index == 0 else (lambda line: None)
+    counts = echo if worker_index <= 1 else header  # what is left to train: worker 1 says it
+    header(f"Backend: {describe_devices()}")
     # before the study exists; one decoded copy per image size the sheet asks for (same files, same split)
-    sizes = image_sizes(points, config, strategy)
-    by_size = {}
-    for size in sizes:
-        by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
-                                      on_bad_image=on_bad_image, progress=echo if not by_size else None)
-    data = by_size[sizes[0]]
-    if len(sizes) > 1:
-        echo(f"  image sizes of this grid: {', '.join(f'{s} px' for s in sorted(sizes))}")
+    by_size = load_sizes(points, config=config, strategy=strategy, data_dir=data_dir, on_bad_image=on_bad_image,
+                         echo=header)
+    data = next(iter(by_size.values()))
     n_fit, n_val = model_shares(data)
-    if data.n_folds:
-        echo(f"  TRAIN {len(data.train)} images in {data.n_folds} folds ({data.val_source}): each model "
-             f"trains on ~{n_fit}, validates on the other ~{n_val}; "
-             f"test {len(data.test)} ({data.test_source})")
-    else:
-        echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
-             f"test {len(data.test)} ({data.test_source})")
-    if data.skipped:
-        echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
     handle = open_study(
         points, config=config, run_dir=run_dir, grid_name=grid_name, storage_url=storage_url,
         study_name=study_name, retry_failed=retry_failed, repeats=repeats, strategy=strategy,
@@ -434,9 +421,10 @@ def run_search(
 
     summary = SearchSummary(study_name=name, storage=redact(url),
                             total=len(points) * int(study.user_attrs.get("repeats", 1)))
-    echo(f"Study {name!r} on {redact(url)}")
+    if worker_index == 0:  # the parent of --workers N names the study it queued
+        echo(f"Study {name!r} on {redact(url)}")
     if strategy != Strategy():
-        echo(f"  {strategy.describe()}")
+        header(f"  {strategy.describe()}")
 
     by_id = {p.grid_id: p for p in points}
     todo = [(by_id[g], r) for g, r in _remaining(study) if g in by_id]
@@ -445,13 +433,13 @@ def run_search(
     total = len(points) * n_repeats
     if strategy.sampled:
         total = int(study.user_attrs.get("n_trials", 0)) or len(_units(study))
-        echo(f"  {len(_units(study))} model(s) in the study ({len(completed_rows(study))} completed)"
+        counts(f"  {len(_units(study))} model(s) in the study ({len(completed_rows(study))} completed)"
              + (f", up to {total} sampled in all" if strategy.n_trials else "")
              + (f", {len(running)} running in other workers" if running else ""))
     else:
         noun = ("grid points" if n_repeats == 1 else f"models ({len(points)} grid points x {n_repeats} "
                 + (f"folds and seeds, {data.n_folds}-fold CV)" if data.n_folds else "repeats)"))
-        echo(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
+        counts(f"  {len(completed_rows(study))} of {total} {noun} completed, {len(todo)} to train"
              + (f", {len(running)} running in other workers" if running else ""))
     progress = Progress(
         todo, config=config, n_train=n_fit, n_eval=n_val + len(data.test), echo=echo,
@@ -671,6 +659,34 @@ def run_search(
     summary.completed = len(rows if strategy.sampled else [r for r in rows if int(r["grid_id"]) in by_id])
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def load_sizes(points: list[GridPoint], *, config: TrainConfig, strategy: Strategy, data_dir: Path,
+               on_bad_image: str, echo: Callable[[str], None]) -> dict[int, Any]:
+    """The data at every image size the search may train (first: the preset's), and the header
+    lines that say what it holds."""
+    from .data import load_data_for
+
+    echo(f"Data: {data_dir} (decoded once per size and colour mode, then cached)")
+    sizes = image_sizes(points, config, strategy)
+    by_size = {}
+    for size in sizes:
+        by_size[size] = load_data_for(data_dir, dataclasses.replace(config, image_size=size),
+                                      on_bad_image=on_bad_image, progress=echo if not by_size else None)
+    data = by_size[sizes[0]]
+    if len(sizes) > 1:
+        echo(f"  image sizes of this grid: {', '.join(f'{s} px' for s in sorted(sizes))}")
+    n_fit, n_val = model_shares(data)
+    if data.n_folds:
+        echo(f"  TRAIN {len(data.train)} images in {data.n_folds} folds ({data.val_source}): each model "
+             f"trains on ~{n_fit}, validates on the other ~{n_val}; "
+             f"test {len(data.test)} ({data.test_source})")
+    else:
+        echo(f"  train {len(data.train)} images; validation {len(data.val)} ({data.val_source}); "
+             f"test {len(data.test)} ({data.test_source})")
+    if data.skipped:
+        echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
+    return by_size
 
 
 def model_shares(data: Any) -> tuple[int, int]:

@@ -284,6 +284,7 @@ class WorkersOutcome:
     interrupted: bool
     workers: int
     wall_seconds: float
+    trained_now: int = 0  # completed during this command (by its workers, or another machine's)
 
 
 def search_in_workers(
@@ -297,10 +298,10 @@ def search_in_workers(
     ``worker_args``: the search's command-line arguments for each worker (sheet and options);
     the study's name is added, so every worker joins the study queued here.
     """
-    from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
-    from .search import announce_estimate, check_search_inputs, image_sizes, open_study
+    from .backends import describe_devices
+    from .search import announce_estimate, check_search_inputs, load_sizes, open_study
     from .strategy import Strategy
     from .status import study_status
     from .storage import redact
@@ -310,16 +311,11 @@ def search_in_workers(
                         storage_url=storage_url)
     # Decode here, once per image size the search may train, before the study is queued: an
     # unusable data set (a class with no readable image) stops the command with nothing created,
-    # and the workers read the cache instead of each decoding every size at once.
-    sizes = image_sizes(points, config, strategy or Strategy())
-    first = None
-    for size in sizes:
-        data = load_data_for(data_dir, dataclasses.replace(config, image_size=size), on_bad_image=on_bad_image)
-        if size == sizes[0]:
-            if data.skipped:
-                echo(f"  skipped {len(data.skipped)} unreadable file(s): " + ", ".join(data.skipped[:5]))
-            first = data
-        del data
+    # and the workers read the cache instead of each decoding every size at once. The header
+    # (backend, data, splits) is said here, once; the workers do not repeat it.
+    echo(f"Backend: {describe_devices()}")
+    first = next(iter(load_sizes(points, config=config, strategy=strategy or Strategy(), data_dir=data_dir,
+                                 on_bad_image=on_bad_image, echo=echo).values()))
     handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
                         storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
                         repeats=repeats, strategy=strategy)
@@ -328,9 +324,11 @@ def search_in_workers(
     del first
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     pause_point("queued")
+    before = study_status(handle.url, study_name=handle.name)[0].completed
     exits, interrupted = run_workers(
         [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
     )
     update_metrics_csv(handle.study, run_dir, echo=echo)
     [state] = study_status(handle.url, study_name=handle.name)
-    return WorkersOutcome(state, exits, interrupted, workers, time.perf_counter() - started)
+    return WorkersOutcome(state, exits, interrupted, workers, time.perf_counter() - started,
+                          trained_now=max(state.completed - before, 0))
