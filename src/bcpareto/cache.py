@@ -80,7 +80,7 @@ def write_failed(exc: OSError, *, echo: Echo | None = None) -> None:
 def discarded(path: Path, reason: str, *, echo: Echo | None = None, once_per: str | None = None) -> None:
     """Say that a damaged cache file (or entry folder) was thrown away and is computed again;
     ``once_per``: a kind of entry said once only (one warning for many damaged feature files)."""
-    _say(f"cache file {path} could not be read back ({reason}): discarded and computed again", echo,
+    _say(f"cache entry {path} could not be read back ({reason}): discarded and computed again", echo,
          once=once_per and f"damaged {once_per}")
 
 
