@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from .dataset import (
     default_workers,
     digest,
     find_split,
+    map_threads,
+    read_image_bytes,
     scan_class_dir,
     suffix_list,
 )
@@ -52,7 +53,7 @@ def _inspect(path: Path) -> _FileInfo:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        data = path.read_bytes()
+        data = read_image_bytes(path)  # a FIFO named x.jpeg: "unreadable", never waited on
     except OSError as exc:
         return _FileInfo(path, None, problem="unreadable", detail=str(exc.strerror or exc))
     file_digest = digest(data)
@@ -359,8 +360,7 @@ def audit_dataset(root: Path, *, workers: int | None = None) -> AuditReport:
             warnings.append(f"{extra}: folder ignored (split folders are {', '.join(SPLITS)})")
 
     paths = [p for by_class, _ in scanned.values() for p in all_paths(by_class)]
-    with ThreadPoolExecutor(workers or default_workers()) as pool:
-        infos = dict(zip(paths, pool.map(_inspect, paths)))
+    infos = dict(zip(paths, map_threads(_inspect, paths, workers=workers or default_workers())))
     for info in infos.values():
         if info.problem:
             kind = info.problem.replace("_", "-")

@@ -5,6 +5,9 @@ and auditing the files is audit.py's job.
 Decoding 320x240 JPEGs is the slow part of a small-model search, so each split is decoded once
 per (file list, image size, colour mode) into uint8 arrays under the cache directory
 (``BCPARETO_CACHE``, else ``~/.cache/bcpareto``); every later model and epoch reads the arrays.
+A cache that cannot be written costs decoding again, never the search (cache.py says it once);
+an entry that cannot be read back is discarded and decoded again. Image bytes are read through
+``dataset.read_image_bytes``: a FIFO or device named like an image is skipped, never waited on.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import functools
 import hashlib
 import json
 import math
+import io
 import os
 import random
-from concurrent.futures import ThreadPoolExecutor
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .cache import cache_dir
+from . import cache
 from .config import TrainConfig
-from .dataset import CLASSES, cross_split_duplicates, find_split
+from .dataset import CLASSES, cross_split_duplicates, find_split, map_threads, read_image_bytes
 from .errors import DataError
+from .pausepoints import pause_point
 from .preprocess import LOCATOR_VERSION, crop_cell, decode_image, locate_cell  # noqa: F401 - public here too
 
 if TYPE_CHECKING:
@@ -147,7 +152,7 @@ def load_data(
         duplicates = cross_split_duplicates(train_files, test_files)
         test_files = {c: [p for p in paths if p not in duplicates] for c, paths in test_files.items()}
     decode = dict(image_size=image_size, color_mode=color_mode, cell_crop=cell_crop,
-                  on_bad_image=on_bad_image)
+                  on_bad_image=on_bad_image, echo=progress)
     train = _load("TRAIN", _sample(train_files, limit_per_class, f"{seed}-TRAIN"), **decode)
     test = _load("TEST", _sample(test_files, limit_per_class, f"{seed}-TEST"), **decode)
     test_source = f"TEST minus {len(duplicates)} TRAIN duplicates" if drop_test_duplicates else "TEST"
@@ -291,12 +296,12 @@ def _stratified_split(split: Split, *, fraction: float, seed: int) -> tuple[Spli
 
 
 def _load(split: str, files: list[tuple[Path, int]], *, image_size: int, color_mode: str,
-          cell_crop: int, on_bad_image: str) -> Split:
+          cell_crop: int, on_bad_image: str, echo: Callable[[str], None] | None = None) -> Split:
     key = _cache_key(files, image_size=image_size, color_mode=color_mode, cell_crop=cell_crop)
-    cached = _read_cache(key)
+    cached = _read_cache(key, echo=echo)
     if cached is None:
         cached = _decode_all(files, image_size=image_size, color_mode=color_mode, cell_crop=cell_crop)
-        _write_cache(key, cached)
+        _write_cache(key, cached, echo=echo)
     images, labels, paths, skipped = cached
     if skipped and on_bad_image == "fail":
         raise DataError(
@@ -337,49 +342,67 @@ def _cache_key(files: list[tuple[Path, int]], *, image_size: int, color_mode: st
 _Decoded = tuple[np.ndarray, np.ndarray, list[str], list[str]]
 
 
-def _read_cache(key: str) -> _Decoded | None:
-    folder = cache_dir() / key
+def _read_cache(key: str, *, echo: Callable[[str], None] | None = None) -> _Decoded | None:
+    """The decoded split under ``key``, or None when it is not cached. An entry that cannot be
+    read back whole (a torn or edited file) is said, removed and decoded again."""
+    folder = cache.cache_dir() / key
+    try:
+        if not folder.is_dir():
+            return None
+    except OSError:  # a cache folder that cannot even be looked into: nothing cached
+        return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
         images = np.load(folder / "images.npy")
         labels = np.load(folder / "labels.npy")
-    except (OSError, ValueError):
+        paths, skipped = [str(p) for p in meta["paths"]], [str(p) for p in meta["skipped"]]
+        if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1
+                or not len(images) == len(labels) == len(paths)):
+            raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(paths)} paths")
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        cache.discarded(folder, f"{type(exc).__name__}: {exc}"[:200], echo=echo)
+        shutil.rmtree(folder, ignore_errors=True)  # a read-only cache keeps it: decoded each time
         return None
-    return images, labels, meta["paths"], meta["skipped"]
+    return images, labels, paths, skipped
 
 
-def _write_cache(key: str, decoded: _Decoded) -> None:
-    """Atomic: a crash mid-write leaves no half cache (the folder appears by rename)."""
+def _write_cache(key: str, decoded: _Decoded, *, echo: Callable[[str], None] | None = None) -> None:
+    """Atomic: a failed or interrupted write leaves no half entry (the folder appears by rename)
+    and no temporary folder; an unwritable cache is said once and only costs decoding again."""
+    root = cache.writable_cache_dir(echo=echo)
+    if root is None:
+        return
     images, labels, paths, skipped = decoded
-    final = cache_dir() / key
-    tmp = final.with_name(f".{key}.{os.getpid()}.tmp")
+    final = root / key
+    tmp = root / f".{key}.{os.getpid()}.tmp"
     try:
-        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed process's, if this pid came round again
+        tmp.mkdir()
         np.save(tmp / "images.npy", images)
         np.save(tmp / "labels.npy", labels)
         (tmp / "meta.json").write_text(json.dumps({"paths": paths, "skipped": skipped}))
-        os.rename(tmp, final)  # fails if another process got there first: theirs is as good
-    except OSError:
-        pass  # a cache is an optimisation: an unwritable cache dir only costs decoding again
+        os.rename(tmp, final)
+    except OSError as exc:
+        if not os.path.isdir(final):  # else another process got there first: theirs is as good
+            cache.write_failed(exc, echo=echo)
     finally:
-        if tmp.exists():
-            for child in tmp.iterdir():
-                child.unlink()
-            tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _decode_all(files: list[tuple[Path, int]], *, image_size: int, color_mode: str,
                 cell_crop: int = 0) -> _Decoded:
     def one(path: Path) -> np.ndarray | None:
-        try:
-            return decode_image(path, image_size=image_size, color_mode=color_mode, cell_crop=cell_crop)
+        pause_point("decode")
+        try:  # bytes first: a FIFO, device or dangling link named x.jpeg is skipped, never opened
+            data = io.BytesIO(read_image_bytes(path))
+            return decode_image(data, image_size=image_size, color_mode=color_mode, cell_crop=cell_crop)  # type: ignore[arg-type]
         except MemoryError:
             raise
         except Exception:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, struct.error,
             return None  # DecompressionBombError... for unreadable, truncated or huge files
 
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        arrays = list(pool.map(one, [p for p, _ in files]))
+    # a SIGTERM while waiting cancels the files not yet started (map_threads): it stops at once
+    arrays = map_threads(one, [p for p, _ in files], workers=min(8, (os.cpu_count() or 1) * 2))
     keep = [i for i, a in enumerate(arrays) if a is not None]
     channels = 1 if color_mode == "grayscale" else 3
     images = (

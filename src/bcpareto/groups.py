@@ -20,16 +20,23 @@ splits together:
    is also a TRAIN original when no single image's candidates crossed over).
 
 Everything is deterministic (fixed seeds, fixed order). The result is cached under
-``cache_dir()/groups`` keyed by the file list (resolved path, size, mtime).
+``cache_dir()/groups`` keyed by the file list (resolved path, size, mtime), each file written
+under a temporary name and renamed into place; a cache that cannot be written is said once and
+costs computing again (cache.py), a cached file that cannot be read back is discarded and
+recomputed. Image bytes are read through ``dataset.read_image_bytes`` (a FIFO named x.jpeg is
+never opened), and the long steps stop at a Ctrl-C or SIGTERM (``interrupts.check``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
 import statistics
+import threading
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .cache import cache_dir
+from . import cache, interrupts
+from .dataset import map_threads, read_image_bytes
 
 METHOD = (
     "ORB keypoints (half-size frame and its mirror), bag-of-words candidates, "
@@ -155,18 +163,14 @@ def find_groups(
     key = hashlib.blake2b(json.dumps([_GROUPS_VERSION, [(p, s, c, stamps[p]) for p, s, c in entries]])
                           .encode(), digest_size=16).hexdigest()
     cached = _groups_dir() / f"{key}.json"
-    if cached.is_file():
-        try:
-            data = json.loads(cached.read_text())
-            if data.get("version") == _GROUPS_VERSION:
-                say(f"source groups: cached ({cached})")
-                return SourceGroups.from_json(data)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: recompute
+    found = _read_groups(cached, [p for p, _, _ in entries], echo=progress)
+    if found is not None:
+        say(f"source groups: cached ({cached})")
+        return found
 
     paths = [p for p, _, _ in entries]
     say(f"source groups: features of {len(paths)} images")
-    features = _features_for(paths, stamps, workers=workers)
+    features = _features_for(paths, stamps, workers=workers, echo=progress)
     digests = _digests(paths, workers=workers)
     by_class: dict[str, list[str]] = {}
     for path, _, cls in entries:
@@ -177,17 +181,46 @@ def find_groups(
 
     group: dict[str, str] = {}
     stats: dict[str, Any] = {}
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
+    pool = ThreadPoolExecutor(workers or _default_workers())
+    try:  # each class said as it ends; an interrupt cancels the classes not started
         for cls, (components, class_stats) in zip(by_class, pool.map(one_class, list(by_class))):
             say(f"source groups: {cls}: {len(by_class[cls])} images -> {len(components)} groups")
             for number, component in enumerate(components):
                 for path in component:
                     group[path] = f"{cls}-{number:04d}"
             stats[cls] = class_stats
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     result = SourceGroups(group=group, split={p: s for p, s, _ in entries},
                           method=METHOD.format(min_inliers=_MIN_INLIERS), digest=digests, stats=stats)
-    _atomic_write(cached, json.dumps(result.to_json()).encode())
+    _write_groups(cached, json.dumps(result.to_json()).encode(), echo=progress)
     return result
+
+
+def _read_groups(path: Path, paths: list[str], *, echo: Callable[[str], None] | None) -> SourceGroups | None:
+    """The cached grouping of exactly ``paths``, or None. A file that cannot be read back whole
+    (torn, edited, another layout) is said, removed and recomputed; an older version's is not
+    an error, only not used."""
+    try:
+        if not path.is_file():
+            return None
+    except OSError:
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") != _GROUPS_VERSION:
+            return None
+        found = SourceGroups.from_json(data)
+        missing = [p for p in paths if p not in found.group or p not in found.split]
+        if missing:
+            raise ValueError(f"{len(missing)} of its {len(paths)} images are not in it")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        cache.discarded(path, f"{type(exc).__name__}: {exc}"[:200], echo=echo)
+        _remove(path)
+        return None
+    return found
 
 
 # --------------------------------------------------------------------------- features
@@ -206,7 +239,10 @@ def _extract(path: str) -> _Features:
     """ORB keypoints of one frame at half size, and of its mirror image (an unreadable file: none)."""
     import cv2
 
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.frombuffer(read_image_bytes(path), dtype=np.uint8)
+    except OSError:  # unreadable, or a FIFO / device named like an image: never waited on
+        return _EMPTY
     image = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) if data.size else None
     if image is None:
         return _EMPTY
@@ -223,29 +259,49 @@ def _extract(path: str) -> _Features:
     return _Features((points[0], points[1]), (descriptors[0], descriptors[1]))
 
 
-def _features_for(paths: list[str], stamps: Mapping[str, list], *, workers: int | None) -> dict[str, _Features]:
-    """Features of every path, from the per-file cache where it has them."""
-    folder = cache_dir() / "groups" / "features"
+def _features_for(paths: list[str], stamps: Mapping[str, list], *, workers: int | None,
+                  echo: Callable[[str], None] | None = None) -> dict[str, _Features]:
+    """Features of every path, from the per-file cache where it has them (a damaged file is
+    recomputed; one warning for all of them)."""
+    folder = cache.cache_dir() / "groups" / "features"
+    writable = cache.writable_cache_dir("groups/features", echo=echo) is not None
 
     def one(path: str) -> _Features:
+        interrupts.check()  # a SIGTERM stops a first grouping of 12,500 images here, not minutes later
         key = hashlib.blake2b(json.dumps([_FEATURE_VERSION, path, stamps[path]]).encode(),
                               digest_size=16).hexdigest()
         file = folder / key[:2] / f"{key}.npz"
         try:
             with np.load(file) as z:
                 return _Features((z["p0"], z["p1"]), (z["d0"], z["d1"]))
-        except (OSError, ValueError, KeyError):
+        except FileNotFoundError:
             pass
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            if os.path.exists(file):  # a torn or foreign file: recomputed, and replaced below
+                cache.discarded(file, f"{type(exc).__name__}: {exc}"[:200], echo=echo,
+                                once_per="source-group feature files")
+                _remove(file)
         features = _extract(path)
+        if writable and cache.can_write():
+            _save_features(file, features, echo=echo)
+        return features
+
+    return dict(zip(paths, map_threads(one, paths, workers=workers or _default_workers())))
+
+
+def _save_features(file: Path, features: _Features, *, echo: Callable[[str], None] | None) -> None:
+    """Written under a temporary name and renamed: a full disk leaves neither half a file nor
+    the temporary one (it is said once, and nothing more is written)."""
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+    try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp.npz")
         np.savez(tmp, p0=features.points[0], p1=features.points[1],
                  d0=features.descriptors[0], d1=features.descriptors[1])
         os.replace(tmp, file)
-        return features
-
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
-        return dict(zip(paths, pool.map(one, paths)))
+    except OSError as exc:
+        cache.write_failed(exc, echo=echo)
+    finally:
+        _remove(tmp)
 
 
 # --------------------------------------------------------------------------- grouping one class
@@ -285,6 +341,7 @@ def _group_class(paths: list[str], features: Mapping[str, _Features]) -> tuple[l
 
     # pass 1: each image against its most similar images
     for i in range(n):
+        interrupts.check()  # a class of 3,000 images takes minutes: a SIGTERM stops it here
         misses = 0
         for j, flip in zip(candidates[i], mirrored[i]):
             if find(i) == find(j):
@@ -478,7 +535,7 @@ def contact_sheet(
                   fill="black")
         for col, path in enumerate(shown):
             try:
-                with Image.open(path) as img:
+                with Image.open(io.BytesIO(read_image_bytes(path))) as img:
                     tile = img.convert("RGB").resize(thumb)
             except OSError:
                 tile = Image.new("RGB", thumb, "grey")
@@ -503,24 +560,39 @@ def _stamp(path: str) -> list:
 def _digests(paths: list[str], *, workers: int | None) -> dict[str, str]:
     def one(path: str) -> str:
         try:
-            return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+            return hashlib.blake2b(read_image_bytes(path), digest_size=16).hexdigest()
         except OSError:
             return ""
 
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
-        return {p: d for p, d in zip(paths, pool.map(one, paths)) if d}
+    digests = map_threads(one, paths, workers=workers or _default_workers())
+    return {p: d for p, d in zip(paths, digests) if d}
 
 
 def _groups_dir() -> Path:
-    return cache_dir() / "groups"
+    return cache.cache_dir() / "groups"
 
 
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _write_groups(path: Path, data: bytes, *, echo: Callable[[str], None] | None) -> None:
+    """Atomic, and never fatal: a cache that cannot take it is said once (cache.py); the
+    temporary file is removed whatever happens."""
+    if cache.writable_cache_dir("groups", echo=echo) is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        cache.write_failed(exc, echo=echo)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

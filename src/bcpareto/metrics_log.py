@@ -15,6 +15,7 @@ as a CSV is moved aside, never overwritten, with a message for the caller to sho
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import time
@@ -110,10 +111,14 @@ def write_metrics_csv(path: Path, *, study_name: str, rows: list[dict[str, Any]]
     writer.writeheader()
     writer.writerows(kept + merged)
     try:
-        write_atomic(target, text.getvalue())
+        write_atomic(target, text.getvalue())  # a failed write leaves the old file whole
     except OSError as exc:
-        raise MetricsLogError(f"{_shown(path, target)}: cannot write it ({exc.strerror or exc}); "
-                              "expected a writable file in a writable folder") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = ("the disk is full: the file is left as it was and the study storage keeps every "
+                    "result; free some space and run the same command again to bring it up to date")
+        else:
+            hint = "expected a writable file in a writable folder"
+        raise MetricsLogError(f"{_shown(path, target)}: cannot write it ({exc.strerror or exc}); {hint}") from None
     return note
 
 

@@ -4,7 +4,8 @@ With BCPARETO_PAUSE_AT=<phase>[,<phase>...] and BCPARETO_PAUSE_DIR=<folder>, a p
 one of those phases writes ``<folder>/<phase>.<pid>`` and sleeps (up to a minute, or
 BCPARETO_PAUSE_SECONDS) so the test can send SIGINT or SIGTERM at exactly that point. Unset
 (always, outside tests) it does nothing.
-Phases: queued (study queued, no trial claimed yet; the --workers parent before starting
+Phases: decode (in each image's decoding thread, before its bytes are read: the data phase
+of a search, before any study exists), queued (study queued, no trial claimed yet; the --workers parent before starting
 workers), claimed (a trial just claimed, the study's lock still held, interrupts held back),
 train (a trial claimed and running, before fit), fit (inside fit, after its second
 batch), convert (before the TFLite conversion), csv (a trial told complete, before
