@@ -900,7 +900,8 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
     Every completed model without TFLite columns is loaded from its .keras file, converted to
     fp32/fp16/int8 exactly as a search does, scored on TEST (int8) and timed; the figures go
     into the study, its record and metrics_log.csv, and its int8 file beside the model, so
-    `plot --x tflite_int8_mb` and `export --format tflite-int8` work as for any model.
+    `plot --x tflite_int8_mb` and `export --format tflite-int8` work as for any model. A model
+    whose files are missing, changed or unreadable is skipped and listed at the end (exit 1).
     """
     from .dataset import default_data_dir
     from .edge_fill import fill_edge
