@@ -19,6 +19,7 @@ from . import __version__, interrupts
 from .backends import BackendError, check_backend, chosen_backend
 from .dataset import DEFAULT_DATA_DIR  # stdlib-only module: importing it keeps --help fast
 from .errors import (
+    ArtefactError,
     BcParetoError,
     ColumnError,
     ConfigError,
@@ -67,7 +68,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (GridSpecError, ConfigError, ColumnError, DataError, StorageError, StrategyError,
-            BackendError) as exc:
+            BackendError, ArtefactError) as exc:
         raise BadInput(str(exc)) from None
     except BcParetoError as exc:
         raise click.ClickException(str(exc)) from None
@@ -820,6 +821,7 @@ def export_command(
         _tensorflow_process()
         check_creatable_dir(out_dir, option="--out")
         trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
+        trial.check()  # its files are the ones its record describes: before TensorFlow starts
         import_tensorflow()
         paths = export_trial(trial, fmt=fmt, out_dir=out_dir)
     if as_json:
@@ -864,7 +866,7 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
 
     with _errors():
         check_backend()
-        find_trial(run_dir, grid_id, study=study_name, repeat=repeat)  # a bad id: before TF starts
+        find_trial(run_dir, grid_id, study=study_name, repeat=repeat).check()  # a bad id or file: before TF starts
         check_data_dir(data_dir or default_data_dir())
         say = _echo_to(as_json)
         say(f"Backend: {describe_devices()}")
@@ -905,7 +907,8 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
     Every completed model without TFLite columns is loaded from its .keras file, converted to
     fp32/fp16/int8 exactly as a search does, scored on TEST (int8) and timed; the figures go
     into the study, its record and metrics_log.csv, and its int8 file beside the model, so
-    `plot --x tflite_int8_mb` and `export --format tflite-int8` work as for any model.
+    `plot --x tflite_int8_mb` and `export --format tflite-int8` work as for any model. A model
+    whose files are missing, changed or unreadable is skipped and listed at the end (exit 1).
     """
     from .dataset import default_data_dir
     from .edge_fill import fill_edge
@@ -921,16 +924,20 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
         check_data_dir(data_dir or default_data_dir())
         say = _echo_to(as_json)
         say(f"Device: {import_tensorflow()}")
-        filled = fill_edge(run_dir, data_dir=data_dir or default_data_dir(), storage_url=storage,
-                           study_name=study_name, echo=say)
+        done = fill_edge(run_dir, data_dir=data_dir or default_data_dir(), storage_url=storage,
+                         study_name=study_name, echo=say)
+    filled = done.filled
     if as_json:
         import dataclasses
         import json
 
-        click.echo(json.dumps({"measured": [dataclasses.asdict(f) for f in filled],
+        click.echo(json.dumps({"measured": [dataclasses.asdict(f) for f in filled], "not_measured": done.bad,
                                "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2, default=float))
-        return
-    click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
+    else:
+        click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
+    if done.bad:  # exit 1: the good models are measured, these are not
+        raise click.ClickException(f"{len(done.bad)} model(s) not measured, their files are bad:\n"
+                                   + "\n".join(f"  {line}" for line in done.bad))
 
 
 @cli.command()

@@ -20,7 +20,7 @@ import numpy as np
 from .config import Teacher, TrainConfig
 from .cache import cache_dir
 from .data import Split
-from .errors import BcParetoError, ConfigError
+from .errors import ArtefactError, BcParetoError, ConfigError
 from .model import N_CLASSES
 
 EPSILON = 1e-7  # probabilities are clipped here before a log, as Keras' cross-entropy does
@@ -38,19 +38,24 @@ def resolve_teacher(spec: str, *, run_dir: Path) -> Teacher:
     study, _, gid = spec.rpartition("/")
     by_id = gid.isdigit() and not spec.endswith(".keras")
     if by_id:
-        if not study:
-            studies = studies_with_trial(run_dir, int(gid))
-            plain = [s for s in studies if not _distilled(run_dir, int(gid), s)]
-            choices = plain or studies
-            if len(choices) > 1:
-                raise ConfigError(
-                    f"--teacher {spec}: grid point {gid} was trained in {len(choices)} studies under "
-                    f"{Path(run_dir) / 'runs'}; name one: "
-                    + ", ".join(f"--teacher {s}/{gid}" for s in choices)
-                )
-            study = choices[0] if choices else ""
         try:
+            if not study:
+                studies = studies_with_trial(run_dir, int(gid))
+                plain = [s for s in studies if not _distilled(run_dir, int(gid), s)]
+                choices = plain or studies
+                if len(choices) > 1:
+                    raise ConfigError(
+                        f"--teacher {spec}: grid point {gid} was trained in {len(choices)} studies under "
+                        f"{Path(run_dir) / 'runs'}; name one: "
+                        + ", ".join(f"--teacher {s}/{gid}" for s in choices)
+                    )
+                study = choices[0] if choices else ""
             trial = find_trial(run_dir, int(gid), study=study or None)
+            trial.check()  # the teacher's file is the one its record describes, and readable
+        except ArtefactError as exc:
+            raise ConfigError(f"--teacher {spec}: {exc}") from None
+        except ConfigError:
+            raise
         except BcParetoError as exc:
             raise ConfigError(f"--teacher {spec}: {exc}; or pass a .keras file's path") from None
         path = trial.keras_model
@@ -129,7 +134,9 @@ def _split_key(split: Split) -> str:
 def _teacher_probabilities(teacher: Teacher, images: np.ndarray, *, batch_size: int) -> np.ndarray:
     import keras
 
-    model = keras.saving.load_model(teacher.path, compile=False)
+    from .runs import load_keras
+
+    model = load_keras(Path(teacher.path))
     if tuple(model.input_shape[1:]) != images.shape[1:] or model.output_shape[-1] != N_CLASSES:
         raise BcParetoError(
             f"teacher {teacher.label} ({teacher.path}) maps {model.input_shape[1:]} to "

@@ -36,3 +36,8 @@ class ExportError(BcParetoError):
 
 class StrategyError(BcParetoError):
     """Search options that cannot work together (sampler, budget, halving, limits): exit code 2."""
+
+
+class ArtefactError(BcParetoError):
+    """A trained model's file in runs/<study>/ is missing, changed since it was written, or
+    unreadable (exit code 2: the user restores it or trains the model again)."""

@@ -22,7 +22,7 @@ from . import __version__
 from .edge import MIB, check_choice, convert, load_interpreter, model_input_shape
 from .errors import ExportError
 from .gridspec import OPTIONAL_COLUMNS
-from .runs import save_keras_atomic, write_atomic
+from .runs import load_keras, save_keras_atomic, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
@@ -214,11 +214,12 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
     """Export a finished search trial (search.TrialArtefacts) with its model card.
 
     The int8 file is the very one the search measured, so the card's int8 accuracy and latency
-    describe exactly the bytes written. fp32/fp16 are converted from the saved Keras model.
+    describe exactly the bytes written (the trial's files are checked against the digests its
+    record holds first: runs.TrialArtefacts.check). fp32/fp16 are converted from the saved
+    Keras model.
     """
-    import keras
-
     check_choice(fmt, FORMATS, what="format")
+    trial.check()  # a replaced, truncated or missing file: nothing written
     record = trial.record
     row = record["row"]
     if fmt == "tflite-int8" and trial.int8_model is None:
@@ -226,7 +227,7 @@ def export_trial(trial: Any, *, fmt: str, out_dir: str | os.PathLike[str]) -> li
             f"study {trial.study!r} has no int8 model for grid point {row['grid_id']} "
             "(it ran with edge metrics off); search again with --edge"
         )
-    model = keras.saving.load_model(trial.keras_model, compile=False)
+    model = load_keras(trial.keras_model)
     card = {
         "class_names": list(record["classes"]),
         "study": trial.study,

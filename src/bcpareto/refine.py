@@ -61,18 +61,18 @@ def refine(
     echo: Callable[[str], None] = print,
 ) -> Refined:
     """Train grid point ``grid_id`` of ``study`` for ``epochs`` more epochs; record the new model."""
-    import keras
     import optuna
 
     from .backends import tensorflow_trains
     from .data import load_data_for
     from .metrics_log import update_metrics_csv
-    from .runs import find_trial, save_record, study_dir
+    from .runs import find_trial, load_keras, save_record, study_dir
     from .search import OBJECTIVES, reserve_id
     from .storage import default_storage_url, open_storage, redact, storage_lock
     from .trial import train_and_evaluate
 
     parent = find_trial(run_dir, grid_id, study=study, repeat=repeat)  # a bad id stops here
+    parent.check()  # and a missing, replaced or unreadable file: before a new id is reserved
     url = storage_url or default_storage_url(run_dir)
     storage = open_storage(url, must_exist=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -98,9 +98,9 @@ def refine(
             f"the data in {data_dir} gives another validation split ({data.val_source}) than the one "
             f"grid point {grid_id} was chosen on ({row.get('val_split')}); refine on the same data set"
         )
+    model = load_keras(parent.keras_model)  # an unreadable file: before a new id is reserved
     with storage_lock(storage, url, parent.study):  # an id no other model of the study has
         new_id = reserve_id(handle)
-    model = keras.models.load_model(parent.keras_model, compile=False)
     new_point = dataclasses.replace(point, grid_id=new_id)
     folder = study_dir(run_dir, parent.study)
     result = train_and_evaluate(new_point, config=config, data=data, model_dir=folder, initial_model=model)

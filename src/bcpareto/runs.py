@@ -8,6 +8,9 @@
 
 Every file bcpareto writes goes through ``write_atomic`` (or ``save_keras_atomic``): written to a
 temporary file beside the target, flushed, then renamed, so a crash never leaves half a file.
+A model's record is written last and holds the sha256 and size of each of its files
+(``artefacts``), so a file replaced, truncated or deleted later is caught before it is used
+(``TrialArtefacts.check``); records of older runs have none and are checked for readability only.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import re
 import stat
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BcParetoError, ConfigError
+from .errors import ArtefactError, BcParetoError, ConfigError
 
 if TYPE_CHECKING:
     import keras
@@ -143,9 +147,33 @@ def save_int8(folder: Path, grid_id: int, *, repeat: int = 0, int8: bytes) -> Pa
 
 
 def save_record(folder: Path, grid_id: int, *, repeat: int = 0, record: dict[str, Any]) -> None:
-    """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON."""
+    """The trial's record (row, confusion matrix, classes, edge protocol, config) as JSON, with
+    the sha256 and size of every file of the model as it is on disk now (``DIGESTS``): write
+    the record after the model's files, and again whenever one of them is rewritten."""
     folder.mkdir(parents=True, exist_ok=True)
+    digests = {path.name: file_digest(path) for path in _unit_files(folder, grid_id, repeat) if path.is_file()}
+    record = {**record, DIGESTS: digests}
     write_atomic(_record_path(folder, grid_id, repeat), json.dumps(record, indent=1, default=str))
+
+
+DIGESTS = "artefacts"  # a record's key: file name -> {"sha256", "bytes"} of each file of its model
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """{"sha256": hex digest, "bytes": size} of a file, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _unit_files(folder: Path, grid_id: int, repeat: int = 0) -> list[Path]:
+    """The files of one model that its record vouches for."""
+    return [_keras_path(folder, grid_id, repeat), _int8_path(folder, grid_id, repeat),
+            _predictions_path(folder, grid_id, repeat)]
 
 
 def record_files(folder: Path) -> dict[tuple[int, int], Path]:
@@ -169,27 +197,117 @@ class TrialArtefacts:
     study: str
     keras_model: Path
     int8_model: Path | None
-    record: dict[str, Any]  # row, confusion, classes, edge_protocol, config
+    record: dict[str, Any]  # row, confusion, classes, edge_protocol, config, artefacts (DIGESTS)
+    record_file: Path | None = None
+    grid_id: int = 0
+    repeat: int = 0
+
+    @property
+    def verified(self) -> bool:
+        """Whether the record holds its files' digests (records before digests hold none)."""
+        return isinstance(self.record.get(DIGESTS), dict)
+
+    def problems(self) -> list[str]:
+        """Each file of this model that is missing, changed since its record was written, or
+        unreadable, as "<path>: what is wrong"; [] when all are sound. Files with a digest in
+        the record are compared with it; the others (older runs) are checked for readability."""
+        folder = self.keras_model.parent
+        expected = self.record.get(DIGESTS) if self.verified else {}
+        found = []
+        for path in _unit_files(folder, self.grid_id, self.repeat):
+            want = expected.get(path.name)
+            if not (isinstance(want, dict) and {"sha256", "bytes"} <= want.keys()):
+                want = None
+            if path != self.keras_model and want is None and not path.is_file():
+                continue  # an optional file (int8, predictions) the record does not list
+            problem = _file_problem(path, want, record=self.record_file)
+            if problem:
+                found.append(f"{path}: {problem}")
+        return found
+
+    def check(self) -> None:
+        """Raise ArtefactError naming every bad file of this model and what to do; else return."""
+        problems = self.problems()
+        if not problems:
+            return
+        what = f"grid point {self.grid_id}" + (f" repeat {self.repeat}" if self.repeat else "")
+        parent = self.record.get("row", {}).get("parent_grid_id")
+        again = (f"refine grid point {parent} again (`bcpareto refine {parent} --epochs N`)"
+                 if isinstance(parent, int) else
+                 f"train {what} again in a new study (`bcpareto search ... --study NEW_NAME`)")
+        raise ArtefactError(
+            f"{what} of study {self.study!r} cannot be used: " + "; ".join(problems)
+            + f". Restore the file{'s' if len(problems) > 1 else ''} from a copy of the run directory, or {again}"
+        )
+
+
+def _file_problem(path: Path, want: dict[str, Any] | None, *, record: Path | None) -> str | None:
+    """What is wrong with one file of a model (None: nothing), against its digest when known."""
+    if not path.exists():
+        return "missing" + (f" (its record {record.name} lists it)" if want and record else "")
+    if not path.is_file():
+        return "not a file"
+    try:
+        have = file_digest(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if want is not None:
+        if have["sha256"] == want["sha256"] and have["bytes"] == want["bytes"]:
+            return None  # the very bytes that were written and measured
+        how = "truncated or replaced" if have["bytes"] < want["bytes"] else "replaced or edited"
+        return (f"{how} since it was written ({have['bytes']:,} bytes, sha256 {have['sha256'][:12]}; "
+                f"the record{' ' + record.name if record else ''} expects {want['bytes']:,} bytes, "
+                f"sha256 {str(want['sha256'])[:12]})")
+    if path.suffix in (".keras", ".npz"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            return f"unreadable: not a {'Keras model' if path.suffix == '.keras' else 'NumPy .npz'} file ({exc})"
+        if broken is not None:
+            return f"unreadable: {broken} inside it is corrupt"
+        if path.suffix == ".keras" and "config.json" not in names:
+            return "unreadable: not a Keras model file (no config.json inside)"
+    elif path.suffix == ".tflite":
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if head[4:8] != b"TFL3":
+            return "unreadable: not a TFLite file (no TFL3 identifier)"
+    return None
+
+
+def load_keras(path: Path) -> keras.Model:
+    """A saved model, loaded without its optimizer; an unreadable file is an ArtefactError naming it."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, KeyError, zip errors... for a bad file
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ArtefactError(f"{path}: unreadable as a Keras model ({type(exc).__name__}: {reason})") from None
 
 
 def studies_with_trial(run_dir: Path, grid_id: int, *, repeat: int = 0) -> list[str]:
-    """The studies under run_dir/runs that hold a finished trial of this grid point, sorted."""
+    """The studies under run_dir/runs that hold a record of this grid point, sorted (whether its
+    files are all there and sound is ``TrialArtefacts.check``'s to say)."""
     folders = sorted(p for p in (Path(run_dir) / RUNS).glob("*") if p.is_dir())
-    return [f.name for f in folders
-            if _record_path(f, grid_id, repeat).is_file() and _keras_path(f, grid_id, repeat).is_file()]
+    return [f.name for f in folders if _record_path(f, grid_id, repeat).is_file()]
 
 
 def find_trial(
     run_dir: Path, grid_id: int, *, study: str | None = None, repeat: int = 0
 ) -> TrialArtefacts:
     """The artefacts of grid point `grid_id` (its `repeat`-th run; 0 is the first); `study` is
-    needed only when several studies have it."""
+    needed only when several studies have it. Its record is read here (an unreadable one is an
+    ArtefactError naming it); its files are checked by the caller, ``TrialArtefacts.check``."""
     runs = Path(run_dir) / RUNS
     found = [runs / s for s in studies_with_trial(run_dir, grid_id, repeat=repeat) if study in (None, s)]
     what = f"grid point {grid_id}" + (f" repeat {repeat}" if repeat else "")
     if not found:
         stems = {p.stem.removeprefix("grid_") for p in runs.glob("*/grid_*.json")}
-        known = sorted(stems, key=lambda s: [int(n) for n in s.split("_r")])
+        known = sorted((s for s in stems if re.fullmatch(r"\d+(_r\d+)?", s)),
+                       key=lambda s: [int(n) for n in s.split("_r")])
         raise BcParetoError(
             f"no finished trial for {what} under {runs}"
             + (f" in study {study!r}" if study else "")
@@ -203,12 +321,33 @@ def find_trial(
         )
     folder = found[0]
     int8 = _int8_path(folder, grid_id, repeat)
+    record_file = _record_path(folder, grid_id, repeat)
     return TrialArtefacts(
         study=folder.name,
         keras_model=_keras_path(folder, grid_id, repeat),
         int8_model=int8 if int8.is_file() else None,
-        record=json.loads(_record_path(folder, grid_id, repeat).read_text()),
+        record=read_record(record_file),
+        record_file=record_file,
+        grid_id=grid_id,
+        repeat=repeat,
     )
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One model's record (``save_record``); a file that is not one is an ArtefactError naming it."""
+    try:
+        record = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ArtefactError(f"{path}: the model's record cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ArtefactError(
+            f"{path}: the model's record is not valid JSON ({exc}); it was truncated or edited. Restore "
+            "it from a copy of the run directory, or train the point again in a new study "
+            "(`bcpareto search ... --study NEW_NAME`)"
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("row"), dict):
+        raise ArtefactError(f"{path}: not a model's record (a JSON object with a 'row' object expected)")
+    return record
 
 
 # Kept predictions (cvstats.py recomputes every statistic from them). One image table per study
