@@ -943,9 +943,10 @@ def make_judge(
 
 
 def _saved_result(artefacts: Path, point: GridPoint, repeat: int, *, config: TrainConfig) -> dict[str, Any] | None:
-    """The record of this unit if an earlier run trained it completely (record, model and kept
-    predictions on disk, the same architecture and settings), else None: it is trained."""
-    from .runs import _keras_path, _predictions_path, _record_path
+    """The record of this unit if an earlier run trained it completely (its record, model and
+    kept predictions on disk, each matching the digest in the record; the same architecture and
+    settings), else None: it is trained."""
+    from .runs import TrialArtefacts, _int8_path, _keras_path, _predictions_path, _record_path
 
     path = _record_path(artefacts, point.grid_id, repeat)
     if not path.is_file():
@@ -960,11 +961,13 @@ def _saved_result(artefacts: Path, point: GridPoint, repeat: int, *, config: Tra
             and all(str(row.get(k)) == str(v) for k, v in point.params().items())
             and int(row.get("repeat", 0)) == repeat
             and all(row.get(c) is not None for c, _ in OBJECTIVES))
-    if not same or not _keras_path(artefacts, point.grid_id, repeat).is_file():
+    if not same or not _predictions_path(artefacts, point.grid_id, repeat).is_file():
         return None
-    if not _predictions_path(artefacts, point.grid_id, repeat).is_file():
-        return None
-    return record
+    int8 = _int8_path(artefacts, point.grid_id, repeat)
+    saved = TrialArtefacts(study=artefacts.name, keras_model=_keras_path(artefacts, point.grid_id, repeat),
+                           int8_model=int8 if int8.is_file() else None, record=record, record_file=path,
+                           grid_id=point.grid_id, repeat=repeat)
+    return record if saved.verified and not saved.problems() else None
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
