@@ -68,6 +68,7 @@ def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     (["tensorboard:"], "--track 'tensorboard:': expected " + FORMS),
     (["mlflow", "mlflow:sqlite:///x.db"], "--track mlflow is given twice"),
     (["mlflow:ftp://host/x"], "'ftp' is not an MLflow tracking URI scheme"),
+    (["mlflow:http://127.0.0.1:9"], "no MLflow server answers at 127.0.0.1:9"),  # nothing listens there
 ])
 def test_a_bad_track_value_exits_2_and_creates_nothing(tmp_path: Path, tiny_grid: Path,
                                                          values: list[str], expected: str) -> None:

@@ -48,6 +48,11 @@ _SETTINGS = ("repeat", "seed", "fold", "n_folds", "epochs", "image_size", "batch
              "cell_crop", "preset", "backend", "val_split", "test_split", "n_train", "n_val", "n_test",
              "teacher", "distill_weight", "distill_temperature", "parent_grid_id", "refine_epochs",
              "latency_num_threads")
+# MLflow's HTTP client retries 7 times with backoff 2 (about 4 minutes for a server that is down)
+# and waits 120 s for an answer; a search only loses its tracking, so it gives up sooner (the
+# user's own settings of these variables win).
+_HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 _LOG_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
@@ -114,6 +119,8 @@ def parse_track(values: Sequence[str], *, run_dir: Path) -> Tracking:
                 check_creatable_dir(path.parent, option=f"--track mlflow:{uri}")
             elif not scheme:
                 check_creatable_dir(Path(uri), option=f"--track mlflow:{uri}")
+            elif scheme in ("http", "https"):
+                _check_reachable(uri)
         else:
             check_creatable_dir(Path(run_dir), option="--run-dir")
     if tracking.tensorboard:
@@ -121,6 +128,25 @@ def parse_track(values: Sequence[str], *, run_dir: Path) -> Tracking:
                             option="--track tensorboard" + (f":{tracking.tensorboard_dir}"
                                                              if tracking.tensorboard_dir else ""))
     return tracking
+
+
+def _check_reachable(uri: str, *, timeout: float = 5.0) -> None:
+    """An MLflow server answers a TCP connection (a typo in its address stops here, exit 2)."""
+    import socket
+
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = -1
+    if not parts.hostname or port < 0:
+        raise ConfigError(f"--track mlflow:{_display(uri)}: expected http(s)://host[:port] of an MLflow server")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"--track mlflow:{_display(uri)}: no MLflow server answers at {parts.hostname}:{port} "
+                          f"({exc.strerror or exc}); start it (mlflow server) or leave --track mlflow:URI out "
+                          "(--track mlflow logs to <run-dir>/mlflow.db)") from None
 
 
 def _scheme(uri: str) -> str:
@@ -194,6 +220,9 @@ class Tracker:
         scheme = _scheme(uri)
         if scheme in ("", "file"):  # MLflow's file store, asked for by name: MLflow 3.7+ refuses it otherwise
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        elif scheme in ("http", "https"):  # a server gone mid-search: minutes of retries per call by default
+            for name, value in _HTTP_RETRIES.items():
+                os.environ.setdefault(name, value)
         elif scheme == "sqlite" and (path := _sqlite_path(uri)) is not None:
             path.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
         from mlflow.exceptions import MlflowException
