@@ -121,6 +121,16 @@ def _study_option(help_text: str) -> Any:
     return click.option("--study", "study_name", metavar="NAME", callback=_study_name, help=help_text)
 
 
+def _track_option(func: Any) -> Any:
+    """--track, shared by `search` and `refine` (tracking.py parses it)."""
+    return click.option(
+        "--track", multiple=True, metavar="mlflow[:URI]|tensorboard[:DIR]",
+        help="Also log every trained model to MLflow (a run per model: parameters, per-epoch and final "
+        "metrics, its .keras/.tflite/.json files; default store sqlite <run-dir>/mlflow.db, needs "
+        "pip install 'bcpareto[track]') or its per-epoch curve to TensorBoard event files [default "
+        "DIR: <run-dir>/tensorboard]. Repeat for both.")(func)
+
+
 def _grid_argument(func: Any) -> Any:
     return click.argument("xlsx", required=False, type=click.Path(dir_okay=False, path_type=Path))(func)
 
@@ -288,6 +298,7 @@ def _h5_mb(point: Any, config: Any) -> float:
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
               help="Device limit: median int8 latency on this CPU, 1 thread (measured on the "
               "untrained int8 model before training).")
+@_track_option
 @click.pass_context
 def search(
     ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
@@ -297,7 +308,7 @@ def search(
     on_bad_image: str, teacher: str | None,
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
-    max_macs: float | None, max_latency_ms: float | None,
+    max_macs: float | None, max_latency_ms: float | None, track: tuple[str, ...],
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -324,10 +335,12 @@ def search(
     from .dataset import default_data_dir
     from .search import check_feature_maps, run_search
     from .storage import default_storage_url, heartbeat_settings, redact
+    from .tracking import parse_track
     from .workers import auto_workers, search_in_workers
 
     say = _echo_to(as_json)
     with _errors():
+        tracking = parse_track(track, run_dir=run_dir)  # a bad --track stops here, nothing created
         backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
         if backend != "tensorflow":
             if edge_metrics:
@@ -392,7 +405,8 @@ def search(
                     points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
                     data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
                     study_name=study_name, workers=workers, retry_failed=retry_failed,
-                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, echo=say,
+                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, tracking=tracking,
+                    echo=say,
                 )
                 _finish_workers(outcome, run_dir=run_dir, as_json=as_json)
                 return
@@ -401,7 +415,7 @@ def search(
                 grid_name=path.name, storage_url=storage, study_name=study_name,
                 retry_failed=retry_failed, repeats=repeats, on_bad_image=on_bad_image,
                 estimate=worker_index is None, strategy=strategy, worker_index=worker_index or 0,
-                echo=say,
+                tracking=tracking, echo=say,
             )
         except KeyboardInterrupt:
             click.echo("\nInterrupted: the running model is marked not completed; run the same "
@@ -489,6 +503,8 @@ def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
             continue
         if param.is_flag:
             args += [param.opts[0]] if value else param.secondary_opts[:1]
+        elif param.multiple:  # --track mlflow --track tensorboard
+            args += [a for v in value for a in (param.opts[0], str(v))]
         else:
             args += [param.opts[0], str(value)]
     return args
@@ -849,8 +865,10 @@ def export_command(
               help="Print the new model's row as JSON on stdout (progress goes to stderr).")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which run of the point (with --repeats).")
+@_track_option
 def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Path | None, run_dir: Path,
-           storage: str | None, study_name: str | None, repeat: int, as_json: bool) -> None:
+           storage: str | None, study_name: str | None, repeat: int, as_json: bool,
+           track: tuple[str, ...]) -> None:
     """Train model GRID_ID further from its saved file and record it as a new model.
 
     A fresh optimizer and learning-rate schedule over --epochs (the preset's, with its cosine
@@ -863,8 +881,10 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
     from .refine import refine as refine_model
     from .runs import find_trial
     from .search import check_data_dir
+    from .tracking import parse_track
 
     with _errors():
+        tracking = parse_track(track, run_dir=run_dir)
         check_backend()
         find_trial(run_dir, grid_id, study=study_name, repeat=repeat).check()  # a bad id or file: before TF starts
         check_data_dir(data_dir or default_data_dir())
@@ -872,7 +892,7 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
         say(f"Backend: {describe_devices()}")
         done = refine_model(run_dir, grid_id, epochs=epochs, data_dir=data_dir or default_data_dir(),
                             study=study_name, repeat=repeat, learning_rate=learning_rate,
-                            storage_url=storage, echo=say)
+                            storage_url=storage, tracking=tracking, echo=say)
     row = done.row
     if as_json:
         import json

@@ -57,10 +57,11 @@ def config_from_record(record: dict[str, Any]) -> TrainConfig:
 
 def refine(
     run_dir: Path, grid_id: int, *, epochs: int, data_dir: Path, study: str | None = None, repeat: int = 0,
-    learning_rate: float | None = None, storage_url: str | None = None,
+    learning_rate: float | None = None, storage_url: str | None = None, tracking: Any = None,
     echo: Callable[[str], None] = print,
 ) -> Refined:
-    """Train grid point ``grid_id`` of ``study`` for ``epochs`` more epochs; record the new model."""
+    """Train grid point ``grid_id`` of ``study`` for ``epochs`` more epochs; record the new model
+    (and log it to ``tracking``'s MLflow / TensorBoard, its curve from the parent's epochs on)."""
     import optuna
 
     from .backends import tensorflow_trains
@@ -120,4 +121,10 @@ def refine(
                     "curve": result.curve},
     ))
     update_metrics_csv(handle, run_dir, echo=echo)
+    if tracking is not None and tracking.any():
+        from .tracking import open_tracker
+
+        open_tracker(tracking, run_dir=run_dir, study=parent.study, echo=echo).log_model(
+            new_id, repeat=0, point_params=new_point.params(), row=new_row, curve=result.curve,
+            first_epoch=int(row.get("epochs", 0)) + 1, tags={"parent_grid_id": grid_id})
     return Refined(study=parent.study, grid_id=new_id, row=new_row)

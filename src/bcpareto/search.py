@@ -53,6 +53,7 @@ from .strategy import (
     encode,
     make_sampler,
 )
+from .tracking import Tracking, open_tracker
 
 if TYPE_CHECKING:
     import optuna
@@ -381,6 +382,7 @@ def run_search(
     estimate: bool = True,
     strategy: Strategy | None = None,
     worker_index: int = 0,
+    tracking: Tracking | None = None,
     echo: Callable[[str], None] = print,
 ) -> SearchSummary:
     """Train models of the study until none is waiting or running; keep metrics_log.csv in step.
@@ -391,7 +393,8 @@ def run_search(
     trials run does not leave: it polls (every heartbeat interval) until those finish, or go
     stale and come back to the queue, so a point whose worker was killed is still trained in
     this run. ``estimate``: measure and print the time estimate (off for the workers of
-    ``--workers N``); ``worker_index`` varies the sampler's seed between workers.
+    ``--workers N``); ``worker_index`` varies the sampler's seed between workers. ``tracking``
+    (``--track``): each completed model is also logged to MLflow / TensorBoard (tracking.py).
     """
     import optuna
 
@@ -425,6 +428,7 @@ def run_search(
         echo(f"Study {name!r} on {redact(url)}")
     if strategy != Strategy():
         header(f"  {strategy.describe()}")
+    tracker = open_tracker(tracking, run_dir=run_dir, study=name, echo=echo, announce=worker_index == 0)
 
     by_id = {p.grid_id: p for p in points}
     todo = [(by_id[g], r) for g, r in _remaining(study) if g in by_id]
@@ -653,6 +657,9 @@ def run_search(
         pause_point("csv")
         update_metrics_csv(study, run_dir, echo=echo)
         progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
+        # after the CSV: a tracker that hangs or fails costs no row (it never raises)
+        tracker.log_model(point.grid_id, repeat=repeat, point_params=point.params(), row=result.row,
+                          curve=result.curve, tags={"trial": trial.number})
 
     update_metrics_csv(study, run_dir, echo=echo)  # also brings in what other workers and machines finished
     rows = completed_rows(study)  # the grid's own models: refined children have ids of their own

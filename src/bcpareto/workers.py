@@ -291,12 +291,14 @@ def search_in_workers(
     points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
     data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
     retry_failed: bool, repeats: int = 1, on_bad_image: str = "skip", strategy: Any = None,
-    echo: Callable[[str], None] = print,
+    tracking: Any = None, echo: Callable[[str], None] = print,
 ) -> WorkersOutcome:
     """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
 
     ``worker_args``: the search's command-line arguments for each worker (sheet and options);
-    the study's name is added, so every worker joins the study queued here.
+    the study's name is added, so every worker joins the study queued here. ``tracking``
+    (``--track``, also in ``worker_args``): its MLflow store and experiment are created here,
+    once, so that the workers (each logging its own models) do not race to create them.
     """
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
@@ -322,6 +324,10 @@ def search_in_workers(
     if not (strategy or Strategy()).sampled:  # the whole search's time, before any worker starts
         announce_estimate(points, handle.study, config=config, data=first, echo=echo, workers=workers)
     del first
+    if tracking is not None and tracking.any():
+        from .tracking import open_tracker
+
+        open_tracker(tracking, run_dir=run_dir, study=handle.name, echo=echo)
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     pause_point("queued")
     before = study_status(handle.url, study_name=handle.name)[0].completed
