@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bcpareto.cli import cli
 from bcpareto.config import TrainConfig
 from bcpareto.gridspec import read_grid
-from bcpareto.search import open_study
+from bcpareto.study import open_study
 
 
 def test_grid_json_lists_every_point_with_its_cost(tiny_grid: Path) -> None:

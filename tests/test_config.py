@@ -21,7 +21,7 @@ def test_new_settings_at_their_defaults_keep_the_earlier_study_names() -> None:
     from dataclasses import replace
 
     from bcpareto.gridspec import read_grid
-    from bcpareto.search import default_study_name
+    from bcpareto.study import default_study_name
 
     edge = load_config("edge")
     name = default_study_name("edge_grid.xlsx", read_grid(resolve_grid(edge)), edge)

@@ -55,7 +55,7 @@ def test_a_study_plain_optuna_made_is_refused_not_adopted(tmp_path: Path, tiny_g
     from bcpareto.config import load_config
     from bcpareto.errors import BcParetoError
     from bcpareto.gridspec import read_grid
-    from bcpareto.search import open_study
+    from bcpareto.study import open_study
 
     with pytest.raises(BcParetoError, match="'mine' .* was not made by bcpareto .*1 trial.* --study"):
         open_study(read_grid(tiny_grid), config=load_config("quick"), run_dir=run, grid_name="tiny.xlsx",

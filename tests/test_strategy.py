@@ -230,7 +230,7 @@ def _running_trial(study: Any, earlier: list[tuple[float, float, str]]) -> Any:
 
 
 def _judge(study: Any, trial: Any, eta: int = 2) -> Any:
-    from bcpareto.search import make_judge
+    from bcpareto.gates import make_judge
 
     lines: list[str] = []
     judge = make_judge(study, trial, strategy=Strategy(eta=eta), epochs=4, label="grid point 9", echo=lines.append)
@@ -244,7 +244,7 @@ def test_a_model_in_training_elsewhere_is_not_trained_twice(tmp_path: Path) -> N
     import optuna
     from optuna.trial import TrialState
 
-    from bcpareto.search import _needs_queueing, _same_architecture, _tell_duplicate
+    from bcpareto.study import needs_queueing as _needs_queueing, same_architecture as _same_architecture, tell_duplicate as _tell_duplicate
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}",
                                 directions=["maximize", "minimize"])
@@ -303,7 +303,7 @@ def test_a_stopped_model_is_done_for_the_queue_and_off_the_front(tmp_path: Path)
 
     from bcpareto.metrics_log import update_metrics_csv
     from bcpareto.report import plot_report
-    from bcpareto.search import _tell_pruned, sync_grid
+    from bcpareto.study import sync_grid, tell_pruned as _tell_pruned
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from bcpareto.cli import cli
 from bcpareto.errors import StorageError
-from bcpareto.search import open_study
+from bcpareto.study import open_study
 from bcpareto.storage import open_storage, redact
 from bcpareto.workers import visible_gpus, worker_env
 

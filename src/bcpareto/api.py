@@ -35,12 +35,15 @@ def run_search(sheet: str | Path | None = None, *, preset: str = "quick", data_d
     from .config import load_config, resolve_grid
     from .dataset import default_data_dir
     from .gridspec import read_grid
+    from .request import SearchRequest
     from .search import run_search as search
 
     config = load_config(preset, **overrides)
     path = Path(sheet) if sheet is not None else resolve_grid(config)
-    return search(read_grid(path), config=config, data_dir=Path(data_dir) if data_dir else default_data_dir(),
-                      run_dir=Path(run_dir), grid_name=path.name, repeats=repeats, echo=lambda line: None)
+    request = SearchRequest(points=tuple(read_grid(path)), config=config, grid_name=path.name,
+                            data_dir=Path(data_dir) if data_dir else default_data_dir(), run_dir=Path(run_dir),
+                            repeats=repeats)
+    return search(request, echo=lambda line: None)
 
 
 def read_run(csv: str | Path) -> pd.DataFrame:

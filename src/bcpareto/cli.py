@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -240,6 +240,8 @@ def _h5_mb(point: Any, config: Any) -> float:
               "else one per core (at most 4): on 2 cores, 2 workers of 1 thread trained 12-21% "
               "faster than 1 of 2 (benchmarks/bench_backends.py).")
 @click.option("--worker-index", type=int, hidden=True)  # set by --workers on the processes it starts
+@click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path),
+              hidden=True)  # the workers' SearchRequest file (request.py), written by their parent
 @click.option("--edge/--no-edge", "edge_metrics", default=None,
               help="Measure TFLite fp32/fp16/int8 sizes, int8 TEST accuracy and CPU latency per "
               "model [default: the preset's edge_metrics, on in every shipped preset].")
@@ -299,16 +301,15 @@ def _h5_mb(point: Any, config: Any) -> float:
               help="Device limit: median int8 latency on this CPU, 1 thread (measured on the "
               "untrained int8 model before training).")
 @_track_option
-@click.pass_context
 def search(
-    ctx: click.Context, xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
+    xlsx: Path | None, preset: str, image_size: int | None, epochs: int | None,
     batch_size: int | None, limit_per_class: int | None, data_dir: Path | None, run_dir: Path,
     storage: str | None, study_name: str | None, workers: int | str, worker_index: int | None,
     edge_metrics: bool | None, retry_failed: bool, repeats: int, folds: int | None, as_json: bool,
     on_bad_image: str, teacher: str | None,
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
-    max_macs: float | None, max_latency_ms: float | None, track: tuple[str, ...],
+    max_macs: float | None, max_latency_ms: float | None, track: tuple[str, ...], request_file: Path | None,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -332,132 +333,160 @@ def search(
       bcpareto search --sampler tpe --n-trials 30 --fidelity epochs --eta 3
       bcpareto search --sampler nsga2 --budget-minutes 45 --max-int8-mb 0.05
     """
-    from .dataset import default_data_dir
-    from .search import check_feature_maps, run_search
-    from .storage import default_storage_url, heartbeat_settings, redact
-    from .tracking import parse_track
-    from .workers import auto_workers, search_in_workers
+    from .request import SearchRequest
+    from .search import run_search
+    from .storage import heartbeat_settings
+    from .workers import STORAGE_ENV, auto_workers, search_in_workers
 
     say = _echo_to(as_json)
     with _errors():
-        tracking = parse_track(track, run_dir=run_dir)  # a bad --track stops here, nothing created
-        backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
-        if backend != "tensorflow":
-            if edge_metrics:
-                raise BadInput(f"--edge converts each model to TFLite in the training process, which "
-                               f"needs TensorFlow; under KERAS_BACKEND={backend} leave it out and run "
-                               "`bcpareto edge` afterwards (in a process with TensorFlow)")
-            edge_metrics = False  # measured later by `bcpareto edge`
-            if max_int8_mb is not None or max_latency_ms is not None:
-                raise BadInput(f"--max-int8-mb and --max-latency-ms measure a TFLite conversion before "
-                               f"training, which needs TensorFlow; under KERAS_BACKEND={backend} use "
-                               "--max-macs, or search with the tensorflow backend")
-        teacher_ref = None
-        if teacher is not None:  # read-only: a bad id or path stops here, nothing created
-            from .distill import resolve_teacher
-
-            teacher_ref = resolve_teacher(teacher, run_dir=run_dir)
-        path, points, config = _load(
-            xlsx, preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
-            limit_per_class=limit_per_class, edge_metrics=edge_metrics, teacher=teacher_ref,
-            folds=folds, validation="cv" if folds is not None else None,
-        )
-        if config.teacher is not None:
-            from .distill import check_teacher
-
-            check_teacher(config.teacher, config=config)
-        strategy = _strategy(path, config=config, sampler=sampler, n_trials=n_trials,
-                             budget_minutes=budget_minutes, warm_start=warm_start,
-                             sampler_seed=sampler_seed, fidelity=fidelity, eta=eta, min_epochs=min_epochs,
-                             max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms)
-        if strategy.sampled and not strategy.warm_start:
-            points_checked = []  # without --warm-start the sheet's rows are not trained
-        else:
-            points_checked = points
-        try:
-            check_feature_maps(points_checked, config=config)
-        except TrialFailed as exc:
-            raise BadInput(f"{path}: {exc}") from None
+        if request_file is not None:  # a worker of --workers N: its parent built and checked the request
+            check_backend()
+            request = SearchRequest.load(request_file, storage_url=os.environ.get(STORAGE_ENV))
+            heartbeat_settings()
+            interrupts.install()
+            with _storage_faults(request):
+                summary = run_search(request, estimate=False, worker_index=worker_index or 1, echo=say)
+            _search_summary(summary, request, as_json=as_json, worker=True)
+            return
+        request, path, backend = _search_request(
+            xlsx, preset=preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
+            limit_per_class=limit_per_class, data_dir=data_dir, run_dir=run_dir, storage=storage,
+            study_name=study_name, edge_metrics=edge_metrics, retry_failed=retry_failed, repeats=repeats,
+            folds=folds, on_bad_image=on_bad_image, teacher=teacher, sampler=sampler, n_trials=n_trials,
+            budget_minutes=budget_minutes, warm_start=warm_start, sampler_seed=sampler_seed,
+            fidelity=fidelity, eta=eta, min_epochs=min_epochs, max_int8_mb=max_int8_mb, max_macs=max_macs,
+            max_latency_ms=max_latency_ms, track=track)
         heartbeat_settings()  # a bad BCPARETO_*_SECONDS stops here, before anything starts
         interrupts.install()  # Ctrl-C and a scheduler's SIGTERM stop the search cleanly
-        # the header once: the parent of --workers N says it, its workers do not repeat it
-        header = say if worker_index is None else (lambda line: None)
-        header((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
-                    if strategy.sampled else f"Grid: {path} ({len(points)} points)")
-                   + f"; preset '{config.name}': "
-                   f"{config.image_size}px {config.color_mode}"
-                   + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
-                   + f", {config.epochs} epoch(s), batch {config.batch_size}")
-        if backend != "tensorflow":
-            header(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
-                       "`bcpareto edge` measures them afterwards (sizes, int8 TEST accuracy, latency)")
-        if config.teacher is not None:
-            header(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
-                       f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
-                       f"distill_temperature {config.distill_temperature}")
-        try:
-            if worker_index is not None:
-                workers = 1  # a worker of --workers trains here, never starts workers of its own
-            elif workers == "auto":
-                workers = auto_workers()
+        _search_header(request, path=path, backend=backend, say=say)
+        if workers == "auto":
+            workers = auto_workers()
+        with _storage_faults(request):
             if workers > 1:
-                outcome = search_in_workers(
-                    points, config=config, worker_args=_worker_args(ctx, path), grid_name=path.name,
-                    data_dir=data_dir or default_data_dir(), run_dir=run_dir, storage_url=storage,
-                    study_name=study_name, workers=workers, retry_failed=retry_failed,
-                    repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, tracking=tracking,
-                    echo=say,
-                )
-                _finish_workers(outcome, run_dir=run_dir, as_json=as_json)
+                _finish_workers(search_in_workers(request, workers=workers, echo=say), run_dir=run_dir,
+                                as_json=as_json)
                 return
-            summary = run_search(
-                points, config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
-                grid_name=path.name, storage_url=storage, study_name=study_name,
-                retry_failed=retry_failed, repeats=repeats, on_bad_image=on_bad_image,
-                estimate=worker_index is None, strategy=strategy, worker_index=worker_index or 0,
-                tracking=tracking, echo=say,
-            )
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted: the running model is marked not completed; run the same "
-                       "command again to resume.", err=True)
-            sys.exit(interrupts.exit_code())
-        except Exception as exc:  # the storage failing mid-search: say so without its password
-            if (type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg")
-                    and type(exc).__name__ != "StorageInternalError"):  # optuna's wrapper of the same
-                raise
-            url = storage or default_storage_url(run_dir)
-            from .storage import fault_line
+            summary = run_search(request, echo=say)
+    _search_summary(summary, request, as_json=as_json)
 
-            first = fault_line(exc)
-            raise click.ClickException(
-                f"study storage {redact(url)}: {redact(first, url)}; the finished models are kept in it: "
-                "once the storage answers again, the same command trains what is left") from None
+
+def _search_request(xlsx: Path | None, *, preset: str, data_dir: Path | None, run_dir: Path, storage: str | None,
+                    study_name: str | None, edge_metrics: bool | None, retry_failed: bool, repeats: int,
+                    folds: int | None, on_bad_image: str, teacher: str | None, sampler: str,
+                    n_trials: int | None, budget_minutes: float | None, warm_start: bool,
+                    sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int,
+                    max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None,
+                    track: tuple[str, ...], **overrides: Any) -> tuple[Any, Path, str]:
+    """The search's options as one checked SearchRequest (exit 2 before anything is created),
+    with the sheet's path and the Keras backend."""
+    from .dataset import default_data_dir
+    from .request import SearchRequest, check_feature_maps
+    from .tracking import parse_track
+
+    tracking = parse_track(track, run_dir=run_dir)  # a bad --track stops here, nothing created
+    backend = check_backend()  # KERAS_BACKEND: a typo or a missing package stops here
+    if backend != "tensorflow":
+        if edge_metrics:
+            raise BadInput(f"--edge converts each model to TFLite in the training process, which "
+                           f"needs TensorFlow; under KERAS_BACKEND={backend} leave it out and run "
+                           "`bcpareto edge` afterwards (in a process with TensorFlow)")
+        edge_metrics = False  # measured later by `bcpareto edge`
+        if max_int8_mb is not None or max_latency_ms is not None:
+            raise BadInput(f"--max-int8-mb and --max-latency-ms measure a TFLite conversion before "
+                           f"training, which needs TensorFlow; under KERAS_BACKEND={backend} use "
+                           "--max-macs, or search with the tensorflow backend")
+    teacher_ref = None
+    if teacher is not None:  # read-only: a bad id or path stops here, nothing created
+        from .distill import resolve_teacher
+
+        teacher_ref = resolve_teacher(teacher, run_dir=run_dir)
+    path, points, config = _load(xlsx, preset, edge_metrics=edge_metrics, teacher=teacher_ref, folds=folds,
+                                 validation="cv" if folds is not None else None, **overrides)
+    if config.teacher is not None:
+        from .distill import check_teacher
+
+        check_teacher(config.teacher, config=config)
+    strategy = _strategy(path, config=config, sampler=sampler, n_trials=n_trials,
+                         budget_minutes=budget_minutes, warm_start=warm_start,
+                         sampler_seed=sampler_seed, fidelity=fidelity, eta=eta, min_epochs=min_epochs,
+                         max_int8_mb=max_int8_mb, max_macs=max_macs, max_latency_ms=max_latency_ms)
+    try:  # without --warm-start a sampler trains none of the sheet's rows
+        check_feature_maps(points if not strategy.sampled or strategy.warm_start else [], config=config)
+    except TrialFailed as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    request = SearchRequest(
+        points=tuple(points), config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
+        grid_name=path.name, storage_url=storage, study_name=study_name, retry_failed=retry_failed,
+        repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, tracking=tracking)
+    return request, path, backend
+
+
+def _search_header(request: Any, *, path: Path, backend: str, say: Callable[[str], None]) -> None:
+    config, strategy = request.config, request.strategy
+    say((f"Space: {path} ('space' sheet, {len(strategy.space.parameters)} parameters)"
+         if strategy.sampled else f"Grid: {path} ({len(request.points)} points)")
+        + f"; preset '{config.name}': {config.image_size}px {config.color_mode}"
+        + (f" of a {config.cell_crop}-px window on each cell" if config.cell_crop else "")
+        + f", {config.epochs} epoch(s), batch {config.batch_size}")
+    if backend != "tensorflow":
+        say(f"KERAS_BACKEND={backend}: models are saved without TFLite figures; "
+            "`bcpareto edge` measures them afterwards (sizes, int8 TEST accuracy, latency)")
+    if config.teacher is not None:
+        say(f"Teacher: {config.teacher.label} ({config.teacher.path}, sha256 "
+            f"{config.teacher.sha256}); distill_weight {config.distill_weight}, "
+            f"distill_temperature {config.distill_temperature}")
+
+
+@contextlib.contextmanager
+def _storage_faults(request: Any) -> Iterator[None]:
+    """Ctrl-C and a storage failing mid-search, in words (no traceback, no password)."""
+    from .storage import default_storage_url, fault_line, redact
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: the running model is marked not completed; run the same "
+                   "command again to resume.", err=True)
+        sys.exit(interrupts.exit_code())
+    except Exception as exc:
+        if (type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg2", "psycopg")
+                and type(exc).__name__ != "StorageInternalError"):  # optuna's wrapper of the same
+            raise
+        url = request.storage_url or default_storage_url(request.run_dir)
+        raise click.ClickException(
+            f"study storage {redact(url)}: {redact(fault_line(exc), url)}; the finished models are kept in "
+            "it: once the storage answers again, the same command trains what is left") from None
+
+
+def _search_summary(summary: Any, request: Any, *, as_json: bool, worker: bool = False) -> None:
+    """The closing lines of a search (a worker of --workers N leaves the summary to its parent)."""
+    csv_path = request.run_dir / "metrics_log.csv"
     if as_json:
         import dataclasses
         import json
 
         click.echo(json.dumps({**dataclasses.asdict(summary), "wall_seconds": round(summary.wall_seconds, 1),
-                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
-    elif worker_index is not None:
-        pass  # a worker of --workers N: its parent says how the whole search ended
-    elif strategy.sampled:
+                               "metrics_csv": str(csv_path)}, indent=2))
+    elif worker:
+        pass
+    elif request.strategy.sampled:
         extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
                                               (summary.infeasible, "infeasible"),
                                               (summary.duplicates, "duplicates told, not trained")) if n]
         click.echo(f"Done: {summary.completed} model(s) completed in study '{summary.study_name}' "
                    f"({summary.trained_here} trained now{''.join(', ' + e for e in extra)}, "
-                   f"{summary.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+                   f"{summary.wall_seconds:.0f} s); results in {csv_path}")
     else:
-        per_point = summary.total // max(len(points), 1)
+        per_point = summary.total // max(len(request.points), 1)
         noun = "grid points" if per_point == 1 else (
-            f"models ({len(points)} grid points x {per_point} "
-            + (f"folds and seeds)" if config.validation == "cv" else "repeats)"))
+            f"models ({len(request.points)} grid points x {per_point} "
+            + ("folds and seeds)" if request.config.validation == "cv" else "repeats)"))
         extra = [f"{n} {what}" for n, what in ((summary.stopped, "stopped by halving"),
                                               (summary.infeasible, "infeasible")) if n]
         click.echo(f"Done: {summary.completed}/{summary.total} {noun} completed in study "
                    f"'{summary.study_name}' ({summary.trained_here} trained now"
-                   f"{''.join(', ' + e for e in extra)}, {summary.wall_seconds:.0f} s); "
-                   f"results in {run_dir / 'metrics_log.csv'}")
+                   f"{''.join(', ' + e for e in extra)}, {summary.wall_seconds:.0f} s); results in {csv_path}")
     if summary.at_chance:
         click.echo(f"{len(summary.at_chance)} trained to no better than chance (kept in the CSV):\n  "
                    + "\n  ".join(summary.at_chance), err=True)
@@ -488,26 +517,6 @@ def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
         raise BadInput("--sampler-seed seeds a sampler's draws; --sampler grid draws nothing (pass "
                        "--sampler random|tpe|nsga2|gp, or leave --sampler-seed out)")
     return strategy
-
-
-_PARENT_ONLY = {"xlsx", "workers", "worker_index", "storage", "study_name", "retry_failed", "as_json"}
-# --repeats goes to the workers too: the parent queues the repeats, each worker trains any of them
-
-
-def _worker_args(ctx: click.Context, xlsx: Path) -> list[str]:
-    """The search's own options for every worker of --workers N, minus the parent's own."""
-    args = [str(xlsx)]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in _PARENT_ONLY or not isinstance(param, click.Option) or value is None:
-            continue
-        if param.is_flag:
-            args += [param.opts[0]] if value else param.secondary_opts[:1]
-        elif param.multiple:  # --track mlflow --track tensorboard
-            args += [a for v in value for a in (param.opts[0], str(v))]
-        else:
-            args += [param.opts[0], str(value)]
-    return args
 
 
 def _echo_to(as_json: bool) -> Any:
@@ -880,7 +889,7 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
     from .dataset import default_data_dir
     from .refine import refine as refine_model
     from .runs import find_trial
-    from .search import check_data_dir
+    from .request import check_data_dir
     from .tracking import parse_track
 
     with _errors():
@@ -933,7 +942,7 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
     from .dataset import default_data_dir
     from .edge_fill import fill_edge
     from .quiet import import_tensorflow
-    from .search import check_data_dir
+    from .request import check_data_dir
     from .storage import check_storage_url, default_storage_url, open_storage
 
     with _errors():

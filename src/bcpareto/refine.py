@@ -68,7 +68,7 @@ def refine(
     from .data import load_data_for
     from .metrics_log import update_metrics_csv
     from .runs import find_trial, load_keras, save_record, study_dir
-    from .search import OBJECTIVES, reserve_id
+    from .study import OBJECTIVES, reserve_id
     from .storage import default_storage_url, open_storage, redact, storage_lock
     from .trial import train_and_evaluate
 

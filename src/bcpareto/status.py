@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .errors import BcParetoError
 from .progress import clock, unit_label
-from .search import STALE_REASON, unit_of
+from .study import STALE_REASON, unit_of
 from .storage import open_storage, redact
 
 if TYPE_CHECKING:

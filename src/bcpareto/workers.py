@@ -26,8 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from .progress import WORKER_COUNT_ENV, stdout_gone
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
-    from .gridspec import GridPoint
+    from .request import SearchRequest
     from .status import StudyStatus
 
 STORAGE_ENV = "BCPARETO_STORAGE"  # --storage's environment variable: keeps a password out of `ps`
@@ -287,54 +286,56 @@ class WorkersOutcome:
     trained_now: int = 0  # completed during this command (by its workers, or another machine's)
 
 
-def search_in_workers(
-    points: list[GridPoint], *, config: TrainConfig, worker_args: list[str], grid_name: str,
-    data_dir: Path, run_dir: Path, storage_url: str | None, study_name: str | None, workers: int,
-    retry_failed: bool, repeats: int = 1, on_bad_image: str = "skip", strategy: Any = None,
-    tracking: Any = None, echo: Callable[[str], None] = print,
-) -> WorkersOutcome:
+def search_in_workers(request: SearchRequest, *, workers: int,
+                      echo: Callable[[str], None] = print) -> WorkersOutcome:
     """Check the data, open and queue the study here, then run ``workers`` worker searches on it.
 
-    ``worker_args``: the search's command-line arguments for each worker (sheet and options);
-    the study's name is added, so every worker joins the study queued here. ``tracking``
-    (``--track``, also in ``worker_args``): its MLflow store and experiment are created here,
-    once, so that the workers (each logging its own models) do not race to create them.
+    Each worker gets the request (joined to the study queued here) as a file, and the storage
+    URL in its environment (STORAGE_ENV: a password stays out of files and of `ps`). Its
+    ``tracking`` (``--track``): the MLflow store and experiment are created here, once, so that
+    the workers (each logging its own models) do not race to create them.
     """
+    from .backends import describe_devices
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
-    from .backends import describe_devices
-    from .search import announce_estimate, check_search_inputs, load_sizes, open_study
-    from .strategy import Strategy
+    from .request import load_sizes
+    from .search import announce_estimate
     from .status import study_status
-    from .storage import redact
+    from .storage import default_storage_url, redact
+    from .study import open_study
 
     started = time.perf_counter()
-    check_search_inputs(points, config=config, data_dir=data_dir, run_dir=run_dir,
-                        storage_url=storage_url)
+    request.check()
+    points, strategy = list(request.points), request.strategy
     # Decode here, once per image size the search may train, before the study is queued: an
     # unusable data set (a class with no readable image) stops the command with nothing created,
     # and the workers read the cache instead of each decoding every size at once. The header
     # (backend, data, splits) is said here, once; the workers do not repeat it.
     echo(f"Backend: {describe_devices()}")
-    first = next(iter(load_sizes(points, config=config, strategy=strategy or Strategy(), data_dir=data_dir,
-                                 on_bad_image=on_bad_image, echo=echo).values()))
-    handle = open_study(points, config=config, run_dir=run_dir, grid_name=grid_name,
-                        storage_url=storage_url, study_name=study_name, retry_failed=retry_failed,
-                        repeats=repeats, strategy=strategy)
-    if not (strategy or Strategy()).sampled:  # the whole search's time, before any worker starts
-        announce_estimate(points, handle.study, config=config, data=first, echo=echo, workers=workers)
+    first = next(iter(load_sizes(points, config=request.config, strategy=strategy, data_dir=request.data_dir,
+                                 on_bad_image=request.on_bad_image, echo=echo).values()))
+    handle = open_study(points, config=request.config, run_dir=request.run_dir, grid_name=request.grid_name,
+                        storage_url=request.storage_url, study_name=request.study_name,
+                        retry_failed=request.retry_failed, repeats=request.repeats, strategy=strategy)
+    if not strategy.sampled:  # the whole search's time, before any worker starts
+        announce_estimate(points, handle.study, config=request.config, data=first, echo=echo, workers=workers)
     del first
-    if tracking is not None and tracking.any():
+    if request.tracking is not None and request.tracking.any():
         from .tracking import open_tracker
 
-        open_tracker(tracking, run_dir=run_dir, study=handle.name, echo=echo)
+        open_tracker(request.tracking, run_dir=request.run_dir, study=handle.name, echo=echo)
     echo(f"Study {handle.name!r} on {redact(handle.url)}: starting {workers} workers")
     pause_point("queued")
     before = study_status(handle.url, study_name=handle.name)[0].completed
-    exits, interrupted = run_workers(
-        [*worker_args, "--study", handle.name], n_workers=workers, storage_url=handle.url, echo=echo
-    )
-    update_metrics_csv(handle.study, run_dir, echo=echo)
+    # the workers' request: this study, already queued (retry_failed: queued here, once)
+    path = request.for_study(handle.name).save(request.run_dir)
+    try:
+        exits, interrupted = run_workers(["--request", str(path)], n_workers=workers,
+                                         storage_url=request.storage_url or default_storage_url(request.run_dir),
+                                         echo=echo)
+    finally:
+        path.unlink(missing_ok=True)
+    update_metrics_csv(handle.study, request.run_dir, echo=echo)
     [state] = study_status(handle.url, study_name=handle.name)
     return WorkersOutcome(state, exits, interrupted, workers, time.perf_counter() - started,
                           trained_now=max(state.completed - before, 0))
