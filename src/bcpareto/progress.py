@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .config import TrainConfig
 from .gridspec import GridPoint
 from .model import cost
+
+if TYPE_CHECKING:
+    import optuna
 
 WORKER_COUNT_ENV = "BCPARETO_WORKER_COUNT"  # set for each worker: how many share this machine's study
 
@@ -173,3 +176,36 @@ def _to_devnull(stream: IO[str]) -> None:
         os.dup2(null, fd)
     finally:
         os.close(null)
+
+
+def announce_estimate(points: list[GridPoint], study: optuna.Study, *, config: TrainConfig, data: Any,
+                      echo: Callable[[str], None], workers: int = 1) -> None:
+    """The whole grid's time estimate before the first model (a short calibration: TensorFlow
+    times one training step of the cheapest and of the costliest point)."""
+    from .request import model_shares
+    from .study import remaining_units
+
+    by_id = {p.grid_id: p for p in points}
+    todo = [(by_id[g], r) for g, r in remaining_units(study) if g in by_id]
+    if not todo:
+        return
+    n_fit, n_val = model_shares(data)
+    step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
+    if step_seconds is not None:
+        Progress(todo, config=config, n_train=n_fit, n_eval=n_val + len(data.test), echo=echo).announce(
+            step_seconds, workers=workers)
+
+
+def study_eta_line(rows: list[dict[str, Any]], todo: list[tuple[GridPoint, int]], *, config: TrainConfig) -> str:
+    """'ETA h:mm:ss' for the study, from its finished models' wall seconds (progress.study_eta)."""
+    done = {(int(r["grid_id"]), int(r.get("repeat") or 0)) for r in rows}
+    finished = [(int(r["macs"]), float(r["wall_seconds"])) for r in rows
+                if r.get("macs") not in (None, "") and r.get("wall_seconds") not in (None, "")]
+    left = [cost(p, image_size=config.at(p).image_size, channels=config.channels, padding=config.padding).macs
+            for p, repeat in todo if (p.grid_id, repeat) not in done]
+    try:
+        workers = int(os.environ.get(WORKER_COUNT_ENV, "1"))
+    except ValueError:
+        workers = 1
+    eta = study_eta(finished, left, workers=workers)
+    return "ETA after the first model" if eta is None else f"ETA {clock(eta)}"

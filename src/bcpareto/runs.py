@@ -11,6 +11,8 @@ temporary file beside the target, flushed, then renamed, so a crash never leaves
 A model's record is written last and holds the sha256 and size of each of its files
 (``artefacts``), so a file replaced, truncated or deleted later is caught before it is used
 (``TrialArtefacts.check``); records of older runs have none and are checked for readability only.
+Over 400 lines on purpose: it is the one place that knows the layout, so every reader and writer
+of these files (search, export, edge, refine, report) goes through it.
 """
 
 from __future__ import annotations

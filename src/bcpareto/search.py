@@ -8,7 +8,8 @@ decide first, gates.py) and ``record`` (files, then the CSV row, then the study)
 finds nothing to claim while other workers' units run does not leave: it polls until those
 finish, or go stale and come back to the queue, so a unit whose worker was killed is still
 trained in this run. Every message goes through the one ``echo`` it was given.
-Also here: the whole search's time estimate before the first model (announce_estimate).
+One module over 400 lines on purpose: the three steps share one worker's state (``_Search``) and
+read top to bottom in the order they run; apart, each would take that whole state as arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import interrupts
@@ -30,9 +30,8 @@ from .faults import ENVIRONMENT_FAULT, environment_fault
 from .gates import check_limits, make_judge, race, saved_result
 from .gridspec import GridPoint
 from .metrics_log import MetricsLogError, completed_rows, update_metrics_csv
-from .model import cost
 from .pausepoints import pause_point
-from .progress import WORKER_COUNT_ENV, Progress, calibrate, clock, stdout_gone, study_eta, unit_label
+from .progress import Progress, calibrate, clock, stdout_gone, study_eta_line, unit_label
 from .request import SearchRequest, load_sizes, model_shares
 from .runs import save_image_table, save_predictions, save_record, study_dir
 from .storage import HEARTBEAT_SECONDS, redact, storage_lock
@@ -56,7 +55,6 @@ from .tracking import open_tracker
 if TYPE_CHECKING:
     import optuna
 
-    from .config import TrainConfig
 
 # Four balanced classes: a model under this validation accuracy learned next to nothing (e.g.
 # a 4-unit dense layer in the middle of the stack); the search reports such points.
@@ -320,7 +318,7 @@ class _Search:
             rows = completed_rows(self.study)
             self.echo(f"{claim.label}: {claim.point.describe()} (trial {claim.trial.number}; {len(rows)}/"
                       f"{self.total} completed in the study) | elapsed {elapsed} | "
-                      + _study_eta(rows, self.todo, config=self.config))
+                      + study_eta_line(rows, self.todo, config=self.config))
 
     def _decided_without_training(self, claim: _Claim) -> bool:
         """A device limit broken, raced out, or complete files of an earlier run: told, not trained."""
@@ -447,34 +445,3 @@ class _Search:
     def _csv(self) -> None:
         pause_point("csv")
         update_metrics_csv(self.study, self.request.run_dir, echo=self.echo)
-
-
-def announce_estimate(points: list[GridPoint], study: optuna.Study, *, config: TrainConfig, data: Any,
-                      echo: Callable[[str], None], workers: int = 1) -> None:
-    """The whole grid's time estimate before the first model (a short calibration: TensorFlow
-    times one training step of the cheapest and of the costliest point)."""
-    by_id = {p.grid_id: p for p in points}
-    todo = [(by_id[g], r) for g, r in remaining_units(study) if g in by_id]
-    if not todo:
-        return
-    n_fit, n_val = model_shares(data)
-    step_seconds = calibrate(points=sorted({p for p, _ in todo}, key=lambda p: p.grid_id), config=config)
-    if step_seconds is not None:
-        Progress(todo, config=config, n_train=n_fit, n_eval=n_val + len(data.test), echo=echo).announce(
-            step_seconds, workers=workers)
-
-
-def _study_eta(rows: list[dict[str, Any]], todo: list[tuple[GridPoint, int]], *, config: TrainConfig) -> str:
-    """'ETA h:mm:ss' for the study, from its finished models' wall seconds (progress.study_eta)."""
-    done = {(int(r["grid_id"]), int(r.get("repeat") or 0)) for r in rows}
-    finished = [(int(r["macs"]), float(r["wall_seconds"])) for r in rows
-                if r.get("macs") not in (None, "") and r.get("wall_seconds") not in (None, "")]
-    left = [cost(p, image_size=config.at(p).image_size, channels=config.channels, padding=config.padding).macs
-            for p, repeat in todo if (p.grid_id, repeat) not in done]
-    try:
-        workers = int(os.environ.get(WORKER_COUNT_ENV, "1"))
-    except ValueError:
-        workers = 1
-    eta = study_eta(finished, left, workers=workers)
-    return "ETA after the first model" if eta is None else f"ETA {clock(eta)}"
-

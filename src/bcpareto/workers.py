@@ -10,7 +10,6 @@ when this process is gone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import shutil
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .progress import WORKER_COUNT_ENV, stdout_gone
@@ -299,7 +297,7 @@ def search_in_workers(request: SearchRequest, *, workers: int,
     from .metrics_log import update_metrics_csv
     from .pausepoints import pause_point
     from .request import load_sizes
-    from .search import announce_estimate
+    from .progress import announce_estimate
     from .status import study_status
     from .storage import default_storage_url, redact
     from .study import open_study
