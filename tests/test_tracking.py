@@ -146,6 +146,8 @@ def test_every_model_is_an_mlflow_run_and_its_curve_a_tensorboard_run(tmp_path: 
         assert sorted(m.step for m in history) == list(range(1, epochs + 1))
         assert max(history, key=lambda m: m.step).value == pytest.approx(float(row["val_accuracy"]))
         assert len(client.get_metric_history(run.info.run_id, "epoch_seconds")) == epochs
+        for keras_log in ("loss", "accuracy", "val_loss"):  # Keras's own per-epoch logs too
+            assert len(client.get_metric_history(run.info.run_id, keras_log)) == epochs, keras_log
         # its files as artifacts, byte for byte
         files = sorted(a.path for a in client.list_artifacts(run.info.run_id))
         assert files == [f"{name}.json", f"{name}.keras", f"{name}_int8.tflite"]
@@ -167,6 +169,16 @@ def test_every_model_is_an_mlflow_run_and_its_curve_a_tensorboard_run(tmp_path: 
     assert refined.data.params["parent_grid_id"] == "1" and refined.data.tags["bcpareto.parent_grid_id"] == "1"
     assert [m.step for m in client.get_metric_history(refined.info.run_id, "val_accuracy")] == [epochs + 1]
     assert refined.data.metrics["test_accuracy"] == pytest.approx(float(_csv_rows(run_dir)["2"]["test_accuracy"]))
+
+    # export adds the deployable file and its model card to that model's run
+    result = CliRunner().invoke(cli, ["export", "0", "--out", str(tmp_path / "shipped"), "--run-dir", str(run_dir),
+                                      "--track", "mlflow"])
+    assert result.exit_code == 0, result.output
+    client, runs = _runs(run_dir)
+    assert sorted(runs) == ["grid_0", "grid_1", "grid_2"]  # no new run: the model's own
+    exported = sorted(a.path for a in client.list_artifacts(runs["grid_0"].info.run_id, "export"))
+    assert exported == sorted(f"export/{p.name}" for p in (tmp_path / "shipped").iterdir()), exported
+    assert "export/model_card.json" in exported
 
 
 @needs_data

@@ -288,6 +288,26 @@ class Tracker:
             except Exception as exc:
                 self._failed("tensorboard", name, exc)
 
+    def log_export(self, name: str, files: list[Path]) -> None:
+        """Add an exported model's files (the deployable file and its model card) under export/
+        to the MLflow run of model ``name`` (grid_<id>[_r<r>]); a run of its own when the model was
+        trained before --track. TensorBoard has nothing to add."""
+        if not self.tracking.mlflow or "mlflow" in self._off or self._client is None:
+            return
+        try:
+            found = self._client.search_runs([self._experiment_id], f"attributes.run_name = '{name}'",
+                                             order_by=["attributes.start_time DESC"], max_results=1)
+            run_id = (found[0].info.run_id if found else
+                      self._client.create_run(self._experiment_id, run_name=name,
+                                              tags={"bcpareto.study": self.study}).info.run_id)
+            for path in files:
+                self._client.log_artifact(run_id, str(path), artifact_path="export")
+            if not found:
+                self._client.set_terminated(run_id, "FINISHED")
+            self.logged["mlflow"] += 1
+        except Exception as exc:
+            self._failed("mlflow", f"{name}'s export", exc)
+
     def _log_mlflow(self, name: str, *, point_params: dict[str, Any], row: dict[str, Any],
                     config: dict[str, Any], steps: dict[str, list[tuple[int, float]]], files: list[Path],
                     tags: dict[str, Any]) -> None:

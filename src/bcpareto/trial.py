@@ -284,11 +284,15 @@ def train_and_evaluate(
 
 
 class _Curve:
-    """Validation accuracy and seconds of every epoch (the learning curve a halving judges)."""
+    """Every epoch's validation accuracy and seconds (the learning curve a halving judges), and
+    Keras's own loss, accuracy and val_loss of that epoch (what --track logs per epoch)."""
+
+    LOGGED = ("loss", "accuracy", "val_loss")
 
     def __init__(self) -> None:
         self.val_accuracy: list[float] = []
         self.seconds: list[float] = []
+        self.logged: dict[str, list[float]] = {key: [] for key in self.LOGGED}
         self._start = 0.0
 
     def begin(self, epoch: int, logs: Any = None) -> None:
@@ -297,9 +301,12 @@ class _Curve:
     def end(self, epoch: int, logs: Any = None) -> None:
         self.seconds.append(round(time.perf_counter() - self._start, 3))
         self.val_accuracy.append(float((logs or {}).get("val_accuracy", math.nan)))
+        for key, values in self.logged.items():
+            values.append(float((logs or {}).get(key, math.nan)))
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {"val_accuracy": list(self.val_accuracy), "seconds": list(self.seconds)}
+        extra = {key: list(v) for key, v in self.logged.items() if not all(math.isnan(x) for x in v)}
+        return {"val_accuracy": list(self.val_accuracy), "seconds": list(self.seconds), **extra}
 
 
 def _batch_end(batch: int) -> None:

@@ -138,7 +138,7 @@ def _storage_option(text: str) -> Any:
 
 
 def _track_option(func: Any) -> Any:
-    """--track, shared by `search` and `refine` (tracking.py parses it)."""
+    """--track, shared by `search`, `refine` and `export` (tracking.py parses it)."""
     return click.option(
         "--track", multiple=True, metavar="mlflow[:URI]|tensorboard[:DIR]",
         help="Also log every trained model to MLflow (a run per model: parameters, per-epoch and final "

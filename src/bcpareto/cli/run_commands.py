@@ -31,8 +31,10 @@ from .main import (
 @click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which run of the point, when the search ran with --repeats (0: the first).")
+@_track_option
 def export_command(
-    grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None, as_json: bool, repeat: int
+    grid_id: int, fmt: str, out_dir: Path, run_dir: Path, study_name: str | None, as_json: bool, repeat: int,
+    track: tuple[str, ...],
 ) -> None:
     """Write the trained model of grid point GRID_ID for deployment, with a JSON model card.
 
@@ -44,13 +46,19 @@ def export_command(
     from ..quiet import import_tensorflow
     from ..runs import check_creatable_dir, find_trial
 
+    from ..tracking import open_tracker, parse_track
+
     with _errors():
+        tracking = parse_track(track, run_dir=run_dir)  # a bad --track stops here, nothing written
         _tensorflow_process()
         check_creatable_dir(out_dir, option="--out")
         trial = find_trial(run_dir, grid_id, study=study_name, repeat=repeat)
         trial.check()  # its files are the ones its record describes: before TensorFlow starts
         import_tensorflow()
         paths = export_trial(trial, fmt=fmt, out_dir=out_dir)
+        if tracking.any():  # the file and its model card, beside the model's MLflow run
+            open_tracker(tracking, run_dir=run_dir, study=trial.study, echo=_echo_to(as_json),
+                         announce=False).log_export(trial.keras_model.stem, paths)
     if as_json:
         import json
 
