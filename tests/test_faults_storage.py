@@ -189,3 +189,31 @@ def test_a_kill_right_after_a_model_is_told_leaves_its_row_in_the_csv(tmp_path: 
     proc.kill()
     proc.wait(timeout=30)
     assert _csv_units(tmp_path / "run" / "metrics_log.csv") == [("0", "0")]
+
+
+@pytest.mark.slow
+@needs_data
+def test_the_study_database_deleted_mid_search_stops_with_a_message_and_the_rerun_does_not_retrain(
+        tmp_path: Path) -> None:
+    _setup(tmp_path, GRID_2)
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    args = ("--run-dir", "run", "--data-dir", str(copy_subset(tmp_path / "data", per_class=4)), "--workers", "1")
+    proc = _start(tmp_path, *args, env=_env(BCPARETO_PAUSE_AT="recorded", BCPARETO_PAUSE_DIR=str(pauses),
+                                            BCPARETO_PAUSE_SECONDS="3"))
+    deadline = time.monotonic() + 240
+    while not list(pauses.glob("recorded.*")):  # the model's files saved, the study not yet told
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    (tmp_path / "run" / "bcpareto.db").unlink()
+    out = _finish(proc)
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert "study storage sqlite:///" in out and "the same command trains what is left" in out
+    rerun = subprocess.run(
+        [sys.executable, "-m", "bcpareto", "search", str(tmp_path / "grid.xlsx"), "--config",
+         str(tmp_path / "fast.toml"), *args], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "grid point 0: its files in" in rerun.stdout and "not trained again" in rerun.stdout
+    assert "Done: 2/2 grid points completed" in rerun.stdout and "(1 trained now" in rerun.stdout
+    assert _csv_units(tmp_path / "run" / "metrics_log.csv") == [("0", "0"), ("1", "0")]
