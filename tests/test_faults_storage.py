@@ -16,7 +16,7 @@ from bcpareto.cli import cli
 from bcpareto.storage import default_storage_url, open_storage, storage_lock
 
 from .conftest import copy_subset, needs_data
-from .test_workers import GRID_2, GRID_4, _env, _finish, _setup, _start
+from .procs import GRID_2, GRID_4, _env, _finish, _setup, _start
 
 
 @pytest.mark.parametrize("name", ["what-if?", "a%25b", "hash#tag", "two words"])

@@ -28,7 +28,7 @@ from bcpareto.runs import save_image_table, save_predictions, save_record, study
 
 from .conftest import CLASSES, FIXTURES, ROOT
 
-SEARCHREF = ROOT / "benchmarks" / "results" / "search" / "searchref"
+SEARCHREF = ROOT / "experiments" / "results" / "search" / "searchref"
 GROUPS_SUMMARY = ROOT / "benchmarks" / "results" / "groups" / "summary.json"
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
