@@ -1,4 +1,5 @@
-"""`bcpareto plot` driven like a user: CliRunner on the seed logs and on logs in our format.
+"""report.py: `bcpareto plot` driven like a user (CliRunner on the seed logs and on logs in our
+format), and report_to_dict, the plot report as JSON (`bcpareto plot --json`).
 
 Expected fronts and hypervolumes are recomputed here by brute force, in plain Python on the
 CSV text, independently of bcpareto.pareto.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import os
 import re
@@ -19,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from bcpareto.cli import cli
+from bcpareto.report import plot_report, report_to_dict
 
 from .conftest import FIXTURES
 
@@ -367,7 +370,49 @@ def test_help_imports_no_heavy_library():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # starts a bcpareto process
 def test_python_dash_m_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bcpareto", "--help"], env=_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "plot" in done.stdout, done.stderr
+
+
+# --- report_to_dict: the plot report as JSON (`bcpareto plot --json`) -----------------------------
+
+
+def test_report_to_dict_is_strict_json_holding_the_front_hypervolumes_and_outputs(tmp_path):
+    ours = write_ours(tmp_path / "metrics_log.csv", n=30, blank_latency_rows=range(30))
+    out = tmp_path / "out"
+    report = plot_report([ours, SEED_10], out_dir=out)  # the seed log has no test_accuracy
+    back = json.loads(json.dumps(report_to_dict(report), allow_nan=False))
+
+    assert back["objectives"] == [{"column": SIZE, "direction": "min"},
+                                  {"column": "val_accuracy", "direction": "max"}]
+    assert back["reference_point"]["default"] is True
+    assert back["reference_point"]["values"] == pytest.approx(
+        {SIZE: report.ref[0], "val_accuracy": report.ref[1]})
+    assert [s["path"] for s in back["sources"]] == [str(ours), str(SEED_10)]
+    for mine, source in zip(back["sources"], report.sources):
+        assert mine["hypervolume"] == pytest.approx(source.hypervolume)
+        assert (mine["n_rows"], mine["n_front"]) == (len(source.values), int(source.front.sum()))
+    assert back["overall_hypervolume"] == pytest.approx(report.overall_hypervolume)
+
+    written = read_rows(out / "pareto_front.csv")  # the same rows as pareto_front.csv
+    assert [(r["source"], r["row"]) for r in back["front"]] == [
+        (w["source"], int(w["row"])) for w in written]
+    for row in back["front"]:
+        assert isinstance(row["overall_front"], bool)
+        if row["source"] == str(ours):
+            assert row["latency_ms"] is None  # a blank cell: null, not NaN
+            assert isinstance(row["grid_id"], int) and isinstance(row[SIZE], float)
+    assert back["outputs"] == [str(out / name) for name in
+                               ("pareto_front.png", "pareto_front.svg", "pareto_front.csv")]
+
+
+def test_one_csv_has_no_overall_hypervolume(tmp_path):
+    report = plot_report([write_ours(tmp_path / "m.csv")], out_dir=tmp_path / "out",
+                         ref=[20, 0])
+    data = report_to_dict(report)
+    assert data["overall_hypervolume"] is None
+    assert data["reference_point"] == {"values": {SIZE: 20.0, "val_accuracy": 0.0},
+                                       "default": False}
