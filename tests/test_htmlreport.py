@@ -260,6 +260,7 @@ def test_report_command_bad_input_exits_2_with_the_reason(tmp_path: Path) -> Non
     assert "no metrics_log.csv in this folder" in result.output
 
 
+@pytest.mark.slow  # starts a bcpareto process
 def test_python_m_bcpareto_report_on_the_shipped_run(tmp_path: Path) -> None:
     _command()
     out = tmp_path / "searchref.html"
@@ -298,6 +299,7 @@ def _probed(report: Path, tmp_path: Path) -> Path:
     return probed
 
 
+@pytest.mark.slow  # starts a browser
 @needs_chromium
 def test_the_probe_itself_sees_broken_images_and_console_errors(tmp_path: Path) -> None:
     """The checks below are not vacuous: a broken image and a thrown error are both caught."""
@@ -309,6 +311,7 @@ def test_the_probe_itself_sees_broken_images_and_console_errors(tmp_path: Path) 
     assert any("Uncaught Error: boom" in line for line in _console_errors(done.stderr))
 
 
+@pytest.mark.slow  # starts a browser
 @needs_chromium
 def test_shipped_run_report_loads_cleanly_in_chromium(tmp_path: Path) -> None:
     report = html_report(SEARCHREF, out=tmp_path / "searchref.html").path

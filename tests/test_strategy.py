@@ -224,6 +224,7 @@ def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler
     assert again.exit_code == 0 and "(0 trained now" in again.output, again.output
 
 
+@pytest.mark.slow  # three searches on real images, 18 models drawn and measured
 @needs_data
 def test_the_sampler_seed_changes_the_draws_and_nothing_else(tmp_path: Path) -> None:
     """--max-macs 1 makes every draw infeasible, so nothing trains: only the draws are compared."""
