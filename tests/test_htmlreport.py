@@ -209,6 +209,7 @@ def test_an_old_csv_without_a_study_column_finds_the_one_study_folder(tmp_path: 
     assert html_report(run, out=tmp_path / "r.html").n_records == 3
 
 
+@pytest.mark.slow  # a whole report in a new Python process
 def test_making_a_report_never_imports_tensorflow(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", 3)
     code = ("import sys; from bcpareto.htmlreport import html_report; "

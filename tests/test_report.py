@@ -338,6 +338,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # a whole plot in a new Python process
 def test_plot_never_imports_tensorflow(tmp_path):
     log = write_ours(tmp_path / "metrics_log.csv")
     code = (
