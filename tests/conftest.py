@@ -31,6 +31,24 @@ def write_sheet(path: Path, rows: list[list[object]], *, title: str = "Sheet1") 
     return path
 
 
+def write_workbook(
+    path: Path, space: list[list[object]], *, grid: list[list[object]] | None = None,
+    title: str = "space",
+) -> Path:
+    """The grid sheet first, the space sheet second (as a user's workbook has them)."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Grid"
+    for row in TINY_GRID if grid is None else grid:
+        workbook.active.append(row)
+    sheet = workbook.create_sheet(title)
+    for row in space:
+        sheet.append(row)
+    workbook.save(path)
+    return path
+
+
 # Two grid points that build at 32 px with 'same' padding.
 TINY_GRID = [
     ["dense_layers", "neurons", "filters", "kernel_sizes"],
@@ -60,6 +78,30 @@ def copy_subset(dest: Path, *, per_class: int = 3, splits: tuple[str, ...] = ("T
             for src in sorted((BLOOD_CELLS / split / name).iterdir())[:per_class]:
                 shutil.copy(src, folder / src.name)
     return dest
+
+
+PG_URL = os.environ.get("BCPARETO_TEST_PG_URL")  # .ci/postgres.sh starts a server and exports it
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 real images per class and split, copied once per test module (for search processes)."""
+    if not (BLOOD_CELLS / "TRAIN").is_dir():
+        pytest.skip(f"real data set not at {BLOOD_CELLS}")
+    return copy_subset(tmp_path_factory.mktemp("data") / "blood-cells", per_class=4)
+
+
+@pytest.fixture()
+def pg_url() -> str:
+    """The PostgreSQL server's URL; skipped without one, except under CI."""
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("BCPARETO_TEST_PG_URL is unset under CI: .ci/run must start "
+                        "PostgreSQL with `eval \"$(bash .ci/postgres.sh)\"`")
+        pytest.skip("BCPARETO_TEST_PG_URL unset: start a server with eval \"$(bash .ci/postgres.sh)\"")
+    if not os.environ.get("CI"):
+        pytest.importorskip("psycopg2", reason="pip install 'bcpareto[postgres]'")
+    return PG_URL
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

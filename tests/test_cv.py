@@ -255,7 +255,7 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     import os
     import signal
 
-    from .test_workers import GRID_2, _finish, _setup, _sqlite, _start, _trials, _wait_for
+    from .procs import GRID_2, _finish, _setup, _sqlite, _start, _trials, _wait_for
 
     _setup(tmp_path, GRID_2)
     url = _sqlite(tmp_path / "run")

@@ -2,7 +2,8 @@
 
 Cheap checks, no training: the README's test command is `.ci/run`'s line, its command table names
 exactly the CLI's commands, its "see a front" commands work on the shipped logs, and every
-relative link and `docs/...` path in the Markdown, benchmarks and sources points at a file.
+relative link and `docs/...` path in the Markdown, benchmarks, experiments and sources points at
+a file, and so does every script or page of benchmarks/, experiments/ and tools/ that they name.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from bcpareto.cli import cli
 from .conftest import ROOT
 
 README = ROOT / "README.md"
+SCRIPT_FOLDERS = ("benchmarks", "experiments", "tools")  # scripts run from the checkout, not the package
 MARKDOWN = sorted([
     README, ROOT / "CONTRIBUTING.md",
-    *(ROOT / "docs").rglob("*.md"), *(ROOT / "benchmarks").glob("*.md"),
+    *(ROOT / "docs").rglob("*.md"),
+    *[page for folder in SCRIPT_FOLDERS for page in (ROOT / folder).glob("*.md")],
 ])
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target) and ![alt](target)
 DOCS_PATH = re.compile(r"(?<![\w/.])docs/[\w./*\[\]-]+\.(?:csv|png|json|md|svg)")
@@ -97,7 +100,8 @@ def test_relative_links_resolve(page: Path) -> None:
 
 
 def _docs_path_files() -> list[Path]:
-    sources = [*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "src" / "bcpareto").glob("*.py")]
+    sources = [*[script for folder in SCRIPT_FOLDERS for script in (ROOT / folder).glob("*.py")],
+               *(ROOT / "src" / "bcpareto").glob("*.py")]
     return sorted([*MARKDOWN, *sources])
 
 
@@ -107,3 +111,16 @@ def test_docs_paths_exist(source: Path) -> None:
     missing = [path for path in DOCS_PATH.findall(source.read_text())
                if not any(ROOT.glob(path)) and not (ROOT / path).exists()]
     assert not missing, f"{source.relative_to(ROOT)} names docs paths that do not exist: {missing}"
+
+
+SCRIPT_PATH = re.compile(r"(?<![\w/.])(?:benchmarks|experiments|tools)/[\w/-]+\.(?:py|md)")
+
+
+@pytest.mark.parametrize("source", [*_docs_path_files(), *sorted((ROOT / "configs").glob("*.toml")),
+                                    *sorted((ROOT / "tests").glob("*.py"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_paths_exist(source: Path) -> None:
+    """A script or page of benchmarks/, experiments/ or tools/ named in text exists: what moves
+    between these folders (`git mv`) leaves no stale path behind."""
+    missing = sorted({path for path in SCRIPT_PATH.findall(source.read_text()) if not (ROOT / path).exists()})
+    assert not missing, f"{source.relative_to(ROOT)} names scripts that do not exist: {missing}"

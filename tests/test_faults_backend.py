@@ -45,6 +45,7 @@ def test_an_unset_variable_stays_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "KERAS_BACKEND" not in os.environ
 
 
+@pytest.mark.slow  # starts a bcpareto process
 @pytest.mark.parametrize("raw", ["tensorflow2", "jaxx", " pytorch "])
 def test_an_unknown_backend_exits_2_naming_the_variable_and_the_backends(tmp_path: Path, raw: str) -> None:
     write_sheet(tmp_path / "tiny.xlsx", TINY)

@@ -127,6 +127,7 @@ def _make_link_to_fifo(path: Path) -> str:
     return "a named pipe (FIFO)"
 
 
+@pytest.mark.slow  # starts bcpareto processes
 @pytest.mark.parametrize("make", [_make_fifo, _make_socket, _make_dangling_link, _make_link_to_fifo],
                          ids=["fifo", "socket", "dangling-link", "link-to-fifo"])
 def test_data_check_names_a_file_that_is_not_a_file_and_never_waits_on_it(
@@ -143,6 +144,7 @@ def test_data_check_names_a_file_that_is_not_a_file_and_never_waits_on_it(
     assert time.monotonic() - started < DATA_CHECK_TIMEOUT
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_a_folder_named_like_an_image_is_a_folder_ignored(tmp_path: Path) -> None:
     data = _data(tmp_path)
     (data / "TRAIN" / "EOSINOPHIL" / "x.jpeg").mkdir()
@@ -203,6 +205,7 @@ def test_one_sigterm_while_images_decode_stops_the_search(tmp_path: Path) -> Non
 # --- item 8: the cache --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_bcpareto_cache_naming_a_file_is_said_once_and_the_check_goes_on(tmp_path: Path) -> None:
     data = _data(tmp_path)
     cache = tmp_path / "cache.txt"
@@ -216,6 +219,7 @@ def test_bcpareto_cache_naming_a_file_is_said_once_and_the_check_goes_on(tmp_pat
     assert cache.read_text() == "my notes\n" and "Traceback" not in result.stdout
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_the_home_cache_being_a_file_is_said_with_its_path(tmp_path: Path) -> None:
     data = _data(tmp_path)
     home = tmp_path / "home"
@@ -226,6 +230,7 @@ def test_the_home_cache_being_a_file_is_said_with_its_path(tmp_path: Path) -> No
     assert f"warning: cache at {home / '.cache' / 'bcpareto'} is not a folder" in result.stdout, result.stdout
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_with_json_the_cache_warning_goes_to_stderr(tmp_path: Path) -> None:
     data = _data(tmp_path)
     cache = tmp_path / "cache.txt"
@@ -238,6 +243,7 @@ def test_with_json_the_cache_warning_goes_to_stderr(tmp_path: Path) -> None:
     assert f"cache at {cache} is not a folder" in result.stderr
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_a_read_only_cache_is_said_once_and_left_as_it_was(tmp_path: Path) -> None:
     prefix = _bound_by_modes()
     data = _data(tmp_path)
@@ -254,6 +260,7 @@ def test_a_read_only_cache_is_said_once_and_left_as_it_was(tmp_path: Path) -> No
     assert result.stdout.count("warning: cache at") == 1 and "Traceback" not in result.stdout
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_a_full_cache_leaves_no_temporary_file_and_a_rerun_fills_it(tmp_path: Path) -> None:
     data = _data(tmp_path)
     cache = tmp_path / "cache"
@@ -272,6 +279,7 @@ def test_a_full_cache_leaves_no_temporary_file_and_a_rerun_fills_it(tmp_path: Pa
     assert "source groups: cached" in third.stdout, third.stdout
 
 
+@pytest.mark.slow  # starts bcpareto processes
 def test_a_damaged_groups_cache_is_discarded_and_recomputed(tmp_path: Path) -> None:
     data = _data(tmp_path)
     cache = tmp_path / "cache"

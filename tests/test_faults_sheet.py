@@ -82,7 +82,7 @@ def test_a_valid_optional_header_with_odd_spacing_still_reads(tmp_path: Path) ->
 
 SHIPPED = sorted(
     [ROOT / "hyper_parameters.xlsx", *(ROOT / "configs").glob("*.xlsx"), *FIXTURES.glob("*.xlsx"),
-     *(ROOT / "benchmarks").rglob("*.xlsx")]
+     *(ROOT / "benchmarks").rglob("*.xlsx"), *(ROOT / "experiments").rglob("*.xlsx")]
 )
 
 

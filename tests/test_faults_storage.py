@@ -1,5 +1,8 @@
-"""Run-dir names that become storage URLs (issue 29, item 10): every path is quoted, and an SQLite
-path too long for SQLite is refused before anything is created."""
+"""Storage faults (issue 29): run-dir names that become storage URLs (item 10: every path is
+quoted, an SQLite path too long for SQLite is refused before anything is created), foreign studies
+(item 11), a PostgreSQL server restarted or stopped and a study database deleted mid-search (item 5:
+a message, and the rerun tells saved models instead of training them), and a kill right after a
+model is told (item 12: its row is already in the CSV)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from bcpareto.cli import cli
 from bcpareto.storage import default_storage_url, open_storage, storage_lock
 
 from .conftest import copy_subset, needs_data
-from .test_workers import GRID_2, GRID_4, _env, _finish, _setup, _start
+from .procs import GRID_2, GRID_4, _env, _finish, _setup, _start
 
 
 @pytest.mark.parametrize("name", ["what-if?", "a%25b", "hash#tag", "two words"])

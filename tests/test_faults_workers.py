@@ -27,7 +27,7 @@ from bcpareto import interrupts
 from bcpareto.workers import _drain, _Output
 
 from .conftest import ROOT, needs_data
-from .test_workers import GRID_2, _csv, _env, _exactly_once, _finish, _setup, _sqlite, _start, _trials, data_dir  # noqa: F401
+from .procs import GRID_2, _csv, _env, _exactly_once, _finish, _setup, _sqlite, _start, _trials
 
 # Paused workers must not be taken as dead while the test looks at them (a loaded machine can
 # starve a heartbeat thread), nor walk on past the pause before the signal comes.

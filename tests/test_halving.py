@@ -1,9 +1,14 @@
-"""Successive halving at a rung: rungs, hypervolume contributions, the order, stop/continue."""
+"""Successive halving: rungs, hypervolume contributions, the order, stop/continue; a rung's
+decision in the study storage, and a halving search killed and resumed."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +20,14 @@ from bcpareto.halving import (
     rank_rung,
     rungs,
 )
+from bcpareto.gridspec import GridPoint
 from bcpareto.pareto import hypervolume, nondominated_mask, nondominated_ranks
+from bcpareto.strategy import Strategy
+
+from .conftest import BLOOD_CELLS, TINY_GRID, needs_data
+from .searches import FAST, _rows
+
+train = pytest.mark.train
 
 # --- rungs ---------------------------------------------------------------------------------
 
@@ -223,3 +235,130 @@ def test_bad_decide_arguments() -> None:
         decide(results + [(1, 0.6, 40.0)], 1, eta=2)
     with pytest.raises(ValueError, match="--eta"):
         decide(results, 1, eta=1)
+
+
+# --- successive halving's bookkeeping in the storage (search.make_judge, a stopped model) -------
+
+
+def _running_trial(study: Any, earlier: list[tuple[float, float, str]]) -> Any:
+    """Earlier trials that reached epoch 1 with these (val, size, final state); then a running one."""
+    from optuna.trial import TrialState
+
+    for val, size, state in earlier:
+        trial = study.ask()
+        trial.set_user_attr("rung_1", [val, size])
+        if state == "COMPLETE":
+            study.tell(trial, [val, size])
+        elif state == "PRUNED":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif state == "FAIL":
+            study.tell(trial, state=TrialState.FAIL)
+    return study.ask()
+
+
+def _judge(study: Any, trial: Any, eta: int = 2) -> Any:
+    from bcpareto.gates import make_judge
+
+    lines: list[str] = []
+    judge = make_judge(study, trial, strategy=Strategy(eta=eta), epochs=4, label="grid point 9", echo=lines.append)
+    return judge, lines
+
+
+def test_halving_judges_at_rungs_against_every_trial_at_that_epoch() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # epoch-1 results so far: two good small models, one stopped, one failed (its result does not count)
+    trial = _running_trial(study, [(0.80, 0.05, "COMPLETE"), (0.85, 0.06, "COMPLETE"),
+                                   (0.30, 0.20, "PRUNED"), (0.99, 0.01, "FAIL")])
+    judge, lines = _judge(study, trial)
+    assert judge(3, 0.10, 0.5) is None and not lines  # epoch 3 is no rung at eta 2 (rungs 1, 2)
+    # dominated by both complete models (it dominates the stopped one): 4 results, top 2
+    reason = judge(1, 0.50, 0.10)
+    assert reason == "rank 3 of 4 at epoch 1, outside the top 2 and not on the front", lines
+    assert study.trials[trial.number].user_attrs["rung_1"] == [0.50, 0.10]
+    assert "stop" in study.trials[trial.number].user_attrs["rung_1_decision"]
+
+    again = study.ask()
+    judge, _ = _judge(study, again)
+    assert judge(1, 0.70, 0.01) is None  # the smallest model: on the front, goes on
+    assert "on the front" in study.trials[again.number].user_attrs["rung_1_decision"]
+
+
+def test_a_stopped_model_is_done_for_the_queue_and_off_the_front(tmp_path: Path) -> None:
+    import optuna
+
+    from bcpareto.metrics_log import update_metrics_csv
+    from bcpareto.report import plot_report
+    from bcpareto.study import sync_grid, tell_pruned as _tell_pruned
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage)
+    points = [GridPoint(i, (4, 8), (3, 3), ()) for i in range(3)]
+    assert sync_grid(study, points) == {"enqueued": 3}
+    base = {"model_size(MB)": 0.05, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0}
+    for point, val in zip(points, (0.8, 0.7)):
+        trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, point.grid_id))
+        storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING)
+        trial.set_user_attr("row", {**base, **point.params(), "val_accuracy": val, "test_accuracy": val})
+        study.tell(trial, [val, 0.05])
+    stopped = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, 2))
+    storage.set_trial_state_values(stopped._trial_id, state=optuna.trial.TrialState.RUNNING)
+    row = {**base, **points[2].params(), "val_accuracy": 0.99, "model_size(MB)": 0.01,
+           "stopped_at_epoch": 1, "stop_reason": "rank 3 of 3", "status": "stopped"}
+    assert _tell_pruned(study, storage, stopped, stopped._trial_id, row=row)
+    assert sync_grid(study, points) == {"enqueued": 0}  # stopped is done: never retried
+    assert sync_grid(study, points, retry_failed=True) == {"enqueued": 0}
+    update_metrics_csv(study, tmp_path)
+    rows = _rows(tmp_path)
+    assert [(r["grid_id"], r["status"], r["stopped_at_epoch"]) for r in rows] == [
+        ("0", "", ""), ("1", "", ""), ("2", "stopped", "1")]
+    # its epoch-1 figures (0.99 at 0.01 MB) would dominate everything: the front leaves it out
+    report = plot_report([tmp_path / "metrics_log.csv"], x="model_size(MB)", y="val_accuracy",
+                         out_dir=tmp_path / "out")
+    assert report.sources[0].values[:, 0].tolist() == [0.05, 0.05]
+    assert any("1 stopped by successive halving left out of the front" in n for n in report.notes), report.notes
+
+
+
+# --- a real search with halving, killed and resumed ----------------------------------------------
+
+
+@needs_data
+@train
+def test_halving_after_sigkill_resumes_and_never_retrains_a_stopped_model(tmp_path: Path) -> None:
+    from .procs import _finish, _setup, _sqlite, _start, _trials, _wait_for
+
+    grid = [TINY_GRID[0], ["[0]", "[[]]", "[[4], [8], [4, 8], [8, 8]]", "[3, 3]"]]
+    _setup(tmp_path, grid)
+    (tmp_path / "fast.toml").write_text(FAST.replace("epochs = 1", "epochs = 2"))
+    url = _sqlite(tmp_path / "run")
+    args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "3",
+            "--fidelity", "epochs", "--eta", "2")
+    proc = _start(tmp_path, *args)
+    # kill once two models are judged (completed or stopped) and a third is training
+    trials = _wait_for(url, lambda ts: sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts) >= 2
+                       and any(t.state.name == "RUNNING" for t in ts), proc=proc, timeout=180)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = next(t for t in trials if t.state.name == "RUNNING")
+    out = _finish(_start(tmp_path, *args))
+    assert f"retrying trial {killed.number}" in out, out
+    trials = _trials(url)
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert sorted(t.user_attrs["grid_id"] for t in finished) == [0, 1, 2, 3]  # each exactly once
+    for t in finished:
+        assert t.user_attrs["rung_1"] is not None  # every model was judged at epoch 1
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["row"]["stopped_at_epoch"] == 1 and t.user_attrs["stop_reason"]
+        else:
+            assert t.user_attrs["row"]["epochs"] == 2
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 4
+    assert {r["grid_id"] for r in rows if r["stopped_at_epoch"]} == {
+        str(t.user_attrs["grid_id"]) for t in finished if t.state.name == "PRUNED"}
+    rerun = _finish(_start(tmp_path, *args))
+    assert "(0 trained now" in rerun, rerun  # stopped models are not retried as if they had crashed
+

@@ -28,7 +28,7 @@ from bcpareto.runs import save_image_table, save_predictions, save_record, study
 
 from .conftest import CLASSES, FIXTURES, ROOT
 
-SEARCHREF = ROOT / "benchmarks" / "results" / "search" / "searchref"
+SEARCHREF = ROOT / "experiments" / "results" / "search" / "searchref"
 GROUPS_SUMMARY = ROOT / "benchmarks" / "results" / "groups" / "summary.json"
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
@@ -209,6 +209,7 @@ def test_an_old_csv_without_a_study_column_finds_the_one_study_folder(tmp_path: 
     assert html_report(run, out=tmp_path / "r.html").n_records == 3
 
 
+@pytest.mark.slow  # a whole report in a new Python process
 def test_making_a_report_never_imports_tensorflow(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", 3)
     code = ("import sys; from bcpareto.htmlreport import html_report; "
@@ -260,6 +261,7 @@ def test_report_command_bad_input_exits_2_with_the_reason(tmp_path: Path) -> Non
     assert "no metrics_log.csv in this folder" in result.output
 
 
+@pytest.mark.slow  # starts a bcpareto process
 def test_python_m_bcpareto_report_on_the_shipped_run(tmp_path: Path) -> None:
     _command()
     out = tmp_path / "searchref.html"
@@ -298,6 +300,7 @@ def _probed(report: Path, tmp_path: Path) -> Path:
     return probed
 
 
+@pytest.mark.slow  # starts a browser
 @needs_chromium
 def test_the_probe_itself_sees_broken_images_and_console_errors(tmp_path: Path) -> None:
     """The checks below are not vacuous: a broken image and a thrown error are both caught."""
@@ -309,6 +312,7 @@ def test_the_probe_itself_sees_broken_images_and_console_errors(tmp_path: Path) 
     assert any("Uncaught Error: boom" in line for line in _console_errors(done.stderr))
 
 
+@pytest.mark.slow  # starts a browser
 @needs_chromium
 def test_shipped_run_report_loads_cleanly_in_chromium(tmp_path: Path) -> None:
     report = html_report(SEARCHREF, out=tmp_path / "searchref.html").path

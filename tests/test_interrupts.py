@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import needs_data
-from .test_workers import GRID_2, _csv, _env, _exactly_once, _finish, _setup, _start, _trials, data_dir  # noqa: F401
+from .procs import GRID_2, _csv, _env, _exactly_once, _finish, _setup, _start, _trials
 
-# No trial here should ever be taken as dead: a grace period of 30 s, not test_workers' 4 s, so that a
+# No trial here should ever be taken as dead: a grace period of 30 s, not tests/procs.py's 4 s, so that a
 # heartbeat thread starved on a loaded machine (seen once beside a training run) cannot fail the
 # paused trial as stale before the signal arrives.
 LOADED = {"BCPARETO_GRACE_SECONDS": "30"}

@@ -10,26 +10,7 @@ from bcpareto.errors import GridSpecError
 from bcpareto.gridspec import read_grid
 from bcpareto.space import read_space
 
-from .conftest import TINY_GRID, write_sheet
-
-
-def write_workbook(
-    path: Path, space: list[list[object]], *, grid: list[list[object]] = TINY_GRID,
-    title: str = "space",
-) -> Path:
-    """The grid sheet first, the space sheet second (as a user's workbook has them)."""
-    import openpyxl
-
-    workbook = openpyxl.Workbook()
-    workbook.active.title = "Grid"
-    for row in grid:
-        workbook.active.append(row)
-    sheet = workbook.create_sheet(title)
-    for row in space:
-        sheet.append(row)
-    workbook.save(path)
-    return path
-
+from .conftest import TINY_GRID, write_sheet, write_workbook
 
 HEADER = ["Name", "Low", "High", "Log", "Choices", "notes"]  # A..F; notes are ignored
 GOOD = [

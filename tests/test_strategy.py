@@ -1,16 +1,15 @@
-"""Beyond the grid: samplers over the space sheet, device limits, successive halving, refine.
+"""Beyond the grid: samplers over the space sheet, their options, repeated proposals, device limits.
 
-The option checks and the halving bookkeeping run without training (in-memory Optuna studies);
-the searches train real Keras models on a few real images at 32 px for one or two epochs.
+The option checks run without training (in-memory Optuna studies); the searches train real Keras
+models on a few real images at 32 px for one epoch. Halving in the storage is in test_halving.py,
+refine in test_refine.py, `bcpareto edge` in test_edge_fill.py, two machines on one PostgreSQL
+study in test_storage.py.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import itertools
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -29,69 +28,10 @@ from bcpareto.strategy import (
     encode,
 )
 
-from .conftest import BLOOD_CELLS, TINY_GRID, needs_data
-from .test_space import write_workbook
+from .conftest import TINY_GRID, needs_data, write_workbook
+from .searches import SPACE, _rows, _search, _study, stuck_sampler
 
 train = pytest.mark.train
-FAST = """\
-image_size = 32
-epochs = 1
-batch_size = 8
-edge_metrics = false
-"""
-# Small nets that build at 32 px: 1-2 blocks of 4 or 8 filters, conv or separable.
-SPACE = [
-    ["name", "low", "high", "log", "choices"],
-    ["conv_blocks", 1, 2],
-    ["base_filters", None, None, None, "[4, 8]"],
-    ["kernel", None, None, None, "[3]"],
-    ["dense_layers", None, None, None, "[0]"],
-    ["block", None, None, None, "[conv, separable]"],
-]
-
-
-def _preset(tmp_path: Path, text: str = FAST) -> Path:
-    path = tmp_path / "fast.toml"
-    path.write_text(text)
-    return path
-
-
-def _search(tmp_path: Path, sheet: Path, *args: str, preset: str | None = None) -> Any:
-    return CliRunner().invoke(cli, [
-        "search", str(sheet), "--config", preset or str(_preset(tmp_path)), "--limit-per-class", "3",
-        "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run"), *args,
-    ])
-
-
-def _rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics_log.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def stuck_sampler() -> Any:
-    """A sampler that always proposes the same model (each parameter's first choice or low
-    bound): a converged TPE over a small space, taken to the limit."""
-    import optuna
-
-    class Stuck(optuna.samplers.BaseSampler):
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
-            return distribution.choices[0] if hasattr(distribution, "choices") else distribution.low
-
-    return Stuck()
-
-
-def _study(run_dir: Path) -> Any:
-    import optuna
-
-    storage = f"sqlite:///{run_dir / 'bcpareto.db'}"
-    [name] = optuna.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 # --- options checked before anything is created ------------------------------------------------
@@ -210,33 +150,6 @@ def test_after_a_repeated_proposal_the_next_is_a_random_draw(tmp_path: Path) -> 
     assert rule.count(repeated=True)  # the 25th in a row: stop
 
 
-# --- successive halving's bookkeeping in the storage ---------------------------------------------
-
-
-def _running_trial(study: Any, earlier: list[tuple[float, float, str]]) -> Any:
-    """Earlier trials that reached epoch 1 with these (val, size, final state); then a running one."""
-    from optuna.trial import TrialState
-
-    for val, size, state in earlier:
-        trial = study.ask()
-        trial.set_user_attr("rung_1", [val, size])
-        if state == "COMPLETE":
-            study.tell(trial, [val, size])
-        elif state == "PRUNED":
-            study.tell(trial, state=TrialState.PRUNED)
-        elif state == "FAIL":
-            study.tell(trial, state=TrialState.FAIL)
-    return study.ask()
-
-
-def _judge(study: Any, trial: Any, eta: int = 2) -> Any:
-    from bcpareto.gates import make_judge
-
-    lines: list[str] = []
-    judge = make_judge(study, trial, strategy=Strategy(eta=eta), epochs=4, label="grid point 9", echo=lines.append)
-    return judge, lines
-
-
 def test_a_model_in_training_elsewhere_is_not_trained_twice(tmp_path: Path) -> None:
     """Two workers' samplers can propose one model at once (or two proposals differ only in a
     value the model ignores): the later claim gives way while the earlier one trains, and is
@@ -276,63 +189,6 @@ def test_a_model_in_training_elsewhere_is_not_trained_twice(tmp_path: Path) -> N
     assert _same_architecture(study, claim("B"), point) is None
 
 
-def test_halving_judges_at_rungs_against_every_trial_at_that_epoch() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    # epoch-1 results so far: two good small models, one stopped, one failed (its result does not count)
-    trial = _running_trial(study, [(0.80, 0.05, "COMPLETE"), (0.85, 0.06, "COMPLETE"),
-                                   (0.30, 0.20, "PRUNED"), (0.99, 0.01, "FAIL")])
-    judge, lines = _judge(study, trial)
-    assert judge(3, 0.10, 0.5) is None and not lines  # epoch 3 is no rung at eta 2 (rungs 1, 2)
-    # dominated by both complete models (it dominates the stopped one): 4 results, top 2
-    reason = judge(1, 0.50, 0.10)
-    assert reason == "rank 3 of 4 at epoch 1, outside the top 2 and not on the front", lines
-    assert study.trials[trial.number].user_attrs["rung_1"] == [0.50, 0.10]
-    assert "stop" in study.trials[trial.number].user_attrs["rung_1_decision"]
-
-    again = study.ask()
-    judge, _ = _judge(study, again)
-    assert judge(1, 0.70, 0.01) is None  # the smallest model: on the front, goes on
-    assert "on the front" in study.trials[again.number].user_attrs["rung_1_decision"]
-
-
-def test_a_stopped_model_is_done_for_the_queue_and_off_the_front(tmp_path: Path) -> None:
-    import optuna
-
-    from bcpareto.metrics_log import update_metrics_csv
-    from bcpareto.report import plot_report
-    from bcpareto.study import sync_grid, tell_pruned as _tell_pruned
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage)
-    points = [GridPoint(i, (4, 8), (3, 3), ()) for i in range(3)]
-    assert sync_grid(study, points) == {"enqueued": 3}
-    base = {"model_size(MB)": 0.05, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0}
-    for point, val in zip(points, (0.8, 0.7)):
-        trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, point.grid_id))
-        storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING)
-        trial.set_user_attr("row", {**base, **point.params(), "val_accuracy": val, "test_accuracy": val})
-        study.tell(trial, [val, 0.05])
-    stopped = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, 2))
-    storage.set_trial_state_values(stopped._trial_id, state=optuna.trial.TrialState.RUNNING)
-    row = {**base, **points[2].params(), "val_accuracy": 0.99, "model_size(MB)": 0.01,
-           "stopped_at_epoch": 1, "stop_reason": "rank 3 of 3", "status": "stopped"}
-    assert _tell_pruned(study, storage, stopped, stopped._trial_id, row=row)
-    assert sync_grid(study, points) == {"enqueued": 0}  # stopped is done: never retried
-    assert sync_grid(study, points, retry_failed=True) == {"enqueued": 0}
-    update_metrics_csv(study, tmp_path)
-    rows = _rows(tmp_path)
-    assert [(r["grid_id"], r["status"], r["stopped_at_epoch"]) for r in rows] == [
-        ("0", "", ""), ("1", "", ""), ("2", "stopped", "1")]
-    # its epoch-1 figures (0.99 at 0.01 MB) would dominate everything: the front leaves it out
-    report = plot_report([tmp_path / "metrics_log.csv"], x="model_size(MB)", y="val_accuracy",
-                         out_dir=tmp_path / "out")
-    assert report.sources[0].values[:, 0].tolist() == [0.05, 0.05]
-    assert any("1 stopped by successive halving left out of the front" in n for n in report.notes), report.notes
-
 
 # --- real searches -------------------------------------------------------------------------------
 
@@ -368,6 +224,7 @@ def test_each_sampler_trains_models_drawn_from_the_space(tmp_path: Path, sampler
     assert again.exit_code == 0 and "(0 trained now" in again.output, again.output
 
 
+@pytest.mark.slow  # three searches on real images, 18 models drawn and measured
 @needs_data
 def test_the_sampler_seed_changes_the_draws_and_nothing_else(tmp_path: Path) -> None:
     """--max-macs 1 makes every draw infeasible, so nothing trains: only the draws are compared."""
@@ -493,148 +350,3 @@ def test_limits_record_infeasible_models_without_training_them(
     assert tiny.exit_code == 0 and "(0 trained now, 2 infeasible" in tiny.output, tiny.output
     assert all(float(r["tflite_int8_mb"]) > 0.001 for r in _rows(tmp_path / "run2"))
 
-
-@needs_data
-@train
-def test_refine_trains_a_saved_model_further_and_records_a_child(tmp_path: Path, tiny_grid: Path) -> None:
-    preset = _preset(tmp_path, FAST.replace("edge_metrics = false", "latency_runs = 2"))
-    assert _search(tmp_path, tiny_grid, preset=str(preset)).exit_code == 0
-    result = CliRunner().invoke(cli, ["refine", "1", "--epochs", "1", "--data-dir", str(BLOOD_CELLS),
-                                      "--run-dir", str(tmp_path / "run")])
-    assert result.exit_code == 0, result.output
-    assert "Done: grid point 2 (refined from 1, 2 epochs in all)" in result.output
-    rows = {r["grid_id"]: r for r in _rows(tmp_path / "run")}
-    child, parent = rows["2"], rows["1"]
-    assert child["parent_grid_id"] == "1" and child["refine_epochs"] == "1" and child["epochs"] == "2"
-    assert child["filters"] == parent["filters"] and child["n_params"] == parent["n_params"]
-    for column in ("test_accuracy", "tflite_int8_mb", "int8_test_accuracy", "latency_ms"):
-        assert child[column] != "", column
-    out = tmp_path / "export"
-    exported = CliRunner().invoke(cli, ["export", "2", "--format", "tflite-int8", "--out", str(out),
-                                        "--run-dir", str(tmp_path / "run")])
-    assert exported.exit_code == 0, exported.output
-    missing = CliRunner().invoke(cli, ["refine", "7", "--epochs", "1", "--run-dir", str(tmp_path / "run")])
-    assert missing.exit_code == 1 and "no finished trial for grid point 7" in missing.output
-    again = _search(tmp_path, tiny_grid, preset=str(preset))  # the refined child is not one of the grid's points
-    assert again.exit_code == 0 and "Done: 2/2 grid points completed" in again.output, again.output
-
-
-@needs_data
-@train
-def test_halving_after_sigkill_resumes_and_never_retrains_a_stopped_model(tmp_path: Path) -> None:
-    from .test_workers import _finish, _setup, _sqlite, _start, _trials, _wait_for
-
-    grid = [TINY_GRID[0], ["[0]", "[[]]", "[[4], [8], [4, 8], [8, 8]]", "[3, 3]"]]
-    _setup(tmp_path, grid)
-    (tmp_path / "fast.toml").write_text(FAST.replace("epochs = 1", "epochs = 2"))
-    url = _sqlite(tmp_path / "run")
-    args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "3",
-            "--fidelity", "epochs", "--eta", "2")
-    proc = _start(tmp_path, *args)
-    # kill once two models are judged (completed or stopped) and a third is training
-    trials = _wait_for(url, lambda ts: sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts) >= 2
-                       and any(t.state.name == "RUNNING" for t in ts), proc=proc, timeout=180)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed = next(t for t in trials if t.state.name == "RUNNING")
-    out = _finish(_start(tmp_path, *args))
-    assert f"retrying trial {killed.number}" in out, out
-    trials = _trials(url)
-    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert sorted(t.user_attrs["grid_id"] for t in finished) == [0, 1, 2, 3]  # each exactly once
-    for t in finished:
-        assert t.user_attrs["rung_1"] is not None  # every model was judged at epoch 1
-        if t.state.name == "PRUNED":
-            assert t.user_attrs["row"]["stopped_at_epoch"] == 1 and t.user_attrs["stop_reason"]
-        else:
-            assert t.user_attrs["row"]["epochs"] == 2
-    rows = _rows(tmp_path / "run")
-    assert len(rows) == 4
-    assert {r["grid_id"] for r in rows if r["stopped_at_epoch"]} == {
-        str(t.user_attrs["grid_id"]) for t in finished if t.state.name == "PRUNED"}
-    rerun = _finish(_start(tmp_path, *args))
-    assert "(0 trained now" in rerun, rerun  # stopped models are not retried as if they had crashed
-
-
-@needs_data
-@train
-def test_two_machines_sampling_one_study_on_postgresql_train_n_trials_once(tmp_path: Path) -> None:
-    """Two searches with their own run dirs (as on two machines) draw from one study at once:
-    exactly --n-trials models in all, each id once, none trained twice."""
-    import uuid
-
-    from .test_workers import PG_URL, _env, _finish, _setup, _start, _trials
-
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("BCPARETO_TEST_PG_URL is unset under CI")
-        pytest.skip("BCPARETO_TEST_PG_URL unset: start a server with eval \"$(bash .ci/postgres.sh)\"")
-    _setup(tmp_path, TINY_GRID)
-    write_workbook(tmp_path / "grid.xlsx", SPACE)  # the same file name _start passes, now with a space
-    study = f"pg-{uuid.uuid4().hex[:8]}"
-    env = _env(BCPARETO_STORAGE=PG_URL)
-    args = ("--data-dir", str(BLOOD_CELLS), "--limit-per-class", "3", "--study", study,
-            "--sampler", "random", "--n-trials", "4")
-    procs = [_start(tmp_path, "--run-dir", f"machine{i}", *args, env=env) for i in range(2)]
-    outs = [_finish(p) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
-    trials = _trials(PG_URL, study)
-    ids = [t.user_attrs["grid_id"] for t in trials]
-    assert len(set(ids)) == len(ids)
-    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
-    assert len(trained) == 4  # --n-trials new models; proposals of known ones are told on top
-    assert all(t.state.name == "COMPLETE" for t in trained), [t.state for t in trained]
-    # no model trained twice, not even two proposals of one model on the two machines at once
-    assert len({t.user_attrs["architecture"] for t in trained}) == len(trained)
-    by_number = {t.number: t for t in trials}
-    for t in trials:
-        if "duplicate_of" in t.user_attrs:  # told the earlier result, or dropped while it trained
-            original = by_number[t.user_attrs["duplicate_of"]]
-            assert original in trained and original.user_attrs["architecture"] == t.user_attrs["architecture"]
-            assert t.state.name == "COMPLETE" or "in training" in t.user_attrs["fail_reason"], t.user_attrs
-    joined = "\n".join(outs)
-    for t in trained:
-        assert joined.count(f"grid point {t.user_attrs['grid_id']} done in") == 1, joined
-    assert len(_rows(tmp_path / "machine0")) == len(trained) == len(_rows(tmp_path / "machine1"))
-
-
-@needs_data
-@train
-def test_edge_fills_the_tflite_columns_later_with_the_search_s_own_bytes(tmp_path: Path, tiny_grid: Path) -> None:
-    """`search --no-edge` then `bcpareto edge`: the CSV, the record and export get the TFLite
-    figures; converting a saved model later gives the very int8 file the search itself wrote."""
-    result = _search(tmp_path, tiny_grid)  # FAST: edge_metrics = false
-    assert result.exit_code == 0, result.output
-    assert all(r.get("tflite_int8_mb", "") == "" for r in _rows(tmp_path / "run"))
-    filled = CliRunner().invoke(cli, ["edge", "--run-dir", str(tmp_path / "run"), "--data-dir", str(BLOOD_CELLS)])
-    assert filled.exit_code == 0, filled.output
-    assert "2 model(s) without TFLite figures" in filled.output and "Done: 2 model(s) measured" in filled.output
-    rows = _rows(tmp_path / "run")
-    for row in rows:
-        assert float(row["tflite_int8_mb"]) > 0 and 0 <= float(row["int8_test_accuracy"]) <= 1
-    again = CliRunner().invoke(cli, ["edge", "--run-dir", str(tmp_path / "run"), "--data-dir", str(BLOOD_CELLS)])
-    assert "every completed model has its TFLite figures" in again.output, again.output
-    out = tmp_path / "export"
-    exported = CliRunner().invoke(cli, ["export", "1", "--format", "tflite-int8", "--out", str(out),
-                                        "--run-dir", str(tmp_path / "run")])
-    assert exported.exit_code == 0, exported.output
-    card = (out / "model_card.json").read_text()
-    assert '"int8_test_accuracy"' in card
-
-    # the same conversion as in a search: a search with edge figures, then its model converted again
-    preset = _preset(tmp_path, FAST.replace("edge_metrics = false", "latency_runs = 2"))
-    assert _search(tmp_path, tiny_grid, "--run-dir", str(tmp_path / "run2"), preset=str(preset)).exit_code == 0
-    import keras
-
-    from bcpareto.data import load_data_for
-    from bcpareto.edge import measure_edge
-    from bcpareto.refine import config_from_record
-    from bcpareto.runs import find_trial
-
-    trial = find_trial(tmp_path / "run2", 0)
-    data = load_data_for(BLOOD_CELLS, config_from_record(trial.record))
-    report = measure_edge(keras.models.load_model(trial.keras_model, compile=False),
-                          train_images=data.train.images, test_images=data.test.images,
-                          test_labels=data.test.labels, runs=2)
-    assert report.tflite_models["int8"] == trial.int8_model.read_bytes()
-    assert report.metrics["int8_test_accuracy"] == trial.record["row"]["int8_test_accuracy"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,131 +20,17 @@ import pytest
 from click.testing import CliRunner
 
 from bcpareto.cli import cli
-from bcpareto.errors import StorageError
 from bcpareto.study import open_study
 from bcpareto.storage import open_storage, redact
 from bcpareto.workers import visible_gpus, worker_env
 
-from .conftest import BLOOD_CELLS, ROOT, copy_subset, needs_data, write_sheet
-
-FAST = """\
-image_size = 32        # tests: 32 px, one epoch, a handful of images, no TFLite measures
-epochs = 1
-batch_size = 8
-edge_metrics = false
-"""
-HEADER = ["dense_layers", "neurons", "filters", "kernel_sizes"]
-GRID_2 = [HEADER, ["[1]", "[[8]]", "[[4, 8], [4, 8, 8]]", "[3, 3, 3]"]]
-GRID_4 = [HEADER, ["[1, 1]", "[[8], [16]]", "[[4, 8], [4, 8, 8]]", "[3, 3, 3]"]]
-PG_URL = os.environ.get("BCPARETO_TEST_PG_URL")
+from .conftest import needs_data, write_sheet
+from .procs import (
+    FAST, GRID_2, GRID_4, HEADER, _csv, _env, _exactly_once, _finish, _setup, _sqlite, _start, _trials,
+    _wait_for,
+)
 
 train = pytest.mark.train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (BLOOD_CELLS / "TRAIN").is_dir():
-        pytest.skip(f"real data set not at {BLOOD_CELLS}")
-    return copy_subset(tmp_path_factory.mktemp("data") / "blood-cells", per_class=4)
-
-
-@pytest.fixture()
-def pg_url() -> str:
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("BCPARETO_TEST_PG_URL is unset under CI: .ci/run must start "
-                        "PostgreSQL with `eval \"$(bash .ci/postgres.sh)\"`")
-        pytest.skip("BCPARETO_TEST_PG_URL unset: start a server with eval \"$(bash .ci/postgres.sh)\"")
-    if not os.environ.get("CI"):
-        pytest.importorskip("psycopg2", reason="pip install 'bcpareto[postgres]'")
-    return PG_URL
-
-
-def _setup(tmp_path: Path, rows: list[list[Any]]) -> tuple[Path, Path]:
-    (tmp_path / "fast.toml").write_text(FAST)
-    return write_sheet(tmp_path / "grid.xlsx", rows), tmp_path / "fast.toml"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
-        BCPARETO_HEARTBEAT_SECONDS="1",
-        BCPARETO_GRACE_SECONDS="4",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("BCPARETO_STORAGE", None)
-    env.update(extra)
-    return env
-
-
-def _start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    grid, preset = tmp_path / "grid.xlsx", tmp_path / "fast.toml"
-    return subprocess.Popen(
-        [sys.executable, "-m", "bcpareto", "search", str(grid), "--config", str(preset), *args],
-        cwd=tmp_path, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out
-
-
-def _trials(url: str, study: str | None = None) -> list[Any]:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(url, must_exist=True)  # under the lock that creates a new file's tables
-    name = study or optuna.get_all_study_names(storage)[0]
-    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-
-
-def _wait_for(url: str, predicate: Any, *, proc: subprocess.Popen[str], timeout: float = 90) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the worker ended early:\n{proc.stdout.read() if proc.stdout else ''}"
-        if Path(url.split("///", 1)[-1]).exists():
-            try:
-                trials = _trials(url)
-            except (IndexError, StorageError):  # no study yet (or the file made, its tables not yet)
-                trials = []
-            if predicate(trials):
-                return trials
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the study")
-
-
-def _states(trials: list[Any]) -> dict[int, list[str]]:
-    by_point: dict[int, list[str]] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        by_point.setdefault(int(t.user_attrs["grid_id"]), []).append(t.state.name)
-    return by_point
-
-
-def _exactly_once(trials: list[Any], n_points: int) -> None:
-    states = _states(trials)
-    assert sorted(states) == list(range(n_points))
-    for gid, seen in states.items():
-        assert seen.count("COMPLETE") == 1, f"grid point {gid}: {seen}"
-
-
-def _csv(run_dir: Path, n_points: int) -> list[dict[str, str]]:
-    """metrics_log.csv parses, every row has every column, one row per grid point."""
-    with open(run_dir / "metrics_log.csv", newline="") as handle:
-        lines = list(csv.reader(handle))
-    header, rows = lines[0], lines[1:]
-    assert all(len(r) == len(header) for r in rows), "torn row"
-    records = [dict(zip(header, r)) for r in rows]
-    assert sorted(int(r["grid_id"]) for r in records) == list(range(n_points)), "duplicate or missing row"
-    assert all(r["val_accuracy"] and r["trial"] for r in records)
-    return records
-
-
-def _sqlite(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'bcpareto.db').resolve()}"
 
 
 # --- exactly once -------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class TrainConfig:
     int8_per_tensor: bool = False
     # Distillation (only with --teacher): loss = (1 - w) CE(labels) + w T^2 KL(teacher_T || student_T).
     distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
-    distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (benchmarks/recipe.md "Distillation")
+    distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (experiments/recipe.md "Distillation")
     teacher: Teacher | None = None  # set by --teacher, never by a preset
     seed: int = 0
     grid: str | None = None  # grid sheet; relative: beside the preset, else shipped (None: DEFAULT_GRID)

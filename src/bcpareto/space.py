@@ -37,7 +37,7 @@ last_stride     stride of the last block: 2 halves the     2: every block halves
 
 Block i has ``round(base_filters * growth**i)`` filters (at least 1) and stride 2, but the
 last block's stride is ``last_stride``: a stem with ``last_stride`` 1 is the four-block
-separable net of benchmarks/recipe.md (issue 13), the most accuracy per byte measured. Every dense layer has
+separable net of experiments/recipe.md (issue 13), the most accuracy per byte measured. Every dense layer has
 ``dense_units`` neurons (a constant width, the simplest fixed-length encoding; a funnel would
 be one more parameter). Kernel sizes take choices or one fixed value, not a range, since a
 range would sample even sizes; image sizes too, since each is decoded once before the search.

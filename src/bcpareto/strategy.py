@@ -10,7 +10,7 @@ device limits as constraints (Optuna's ``Trial.set_constraint``; feasible is <= 
 Successive halving over epochs (``eta``) is asynchronous and multi-objective (halving.py): it
 works with every sampler, the grid included. A proposal of a model the study already has is
 answered from the study, and the next proposal is a random draw (``RepeatedProposals``, shared
-with benchmarks/bench_search.py's replay). Nothing here imports TensorFlow.
+with experiments/replay_search.py's replay). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def make_sampler(strategy: Strategy) -> optuna.samplers.BaseSampler | None:
 @dataclass
 class RepeatedProposals:
     """What a search does when proposals repeat models the study already has (the live search
-    and benchmarks/bench_search.py's replay use this one rule).
+    and experiments/replay_search.py's replay use this one rule).
 
     A model-based sampler (tpe, gp, nsga2) that has converged over a small discrete space keeps
     proposing the models it rates best, which the study already has. Each such proposal is told

@@ -10,8 +10,8 @@ the mean accuracies. Runs of different samplers compare too (tpe against the gri
 per-model paired difference of TEST accuracy (mean, mean absolute, largest) over the grid ids both
 hold. A repeat of a run (`--repeats`) is a run of its own here (column `repeat`).
 
-    python benchmarks/compare_runs.py docs/results/2026-11-26-edge-grouped/edge_grouped_metrics_log.csv runs/edge/metrics_log.csv
-    python benchmarks/compare_runs.py runs/quick/metrics_log.csv --json out.json   # its repeats
+    python experiments/compare_runs.py docs/results/2026-11-26-edge-grouped/edge_grouped_metrics_log.csv runs/edge/metrics_log.csv
+    python experiments/compare_runs.py runs/quick/metrics_log.csv --json out.json   # its repeats
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ area grows with the input side (48, 64, 96, 128 px), hollow below 64 px. The mod
 the front chosen on validation (val_accuracy against int8 size) are ringed and labelled with
 their grid id. Also prints the per-type table docs/results/blocks.md quotes.
 
-    python benchmarks/plot_blocks.py runs/blocks/metrics_log.csv \
+    python experiments/plot_blocks.py runs/blocks/metrics_log.csv \
         --out docs/results/2026-11-27-blocks/blocks_front.png
 
 numpy, pandas and matplotlib only (the Agg backend: no display, no browser).

@@ -14,8 +14,8 @@ flatbuffer into:
 
 and prints, for comparison, the file re-serialised without its strings (flatbuffer_utils.strip_strings).
 
-    PYTHONPATH=src python benchmarks/probe_blocks.py                      # the 14,460-parameter net
-    PYTHONPATH=src python benchmarks/probe_blocks.py configs/edge_grid_blocks.xlsx   # every point's int8 size
+    PYTHONPATH=src python experiments/probe_blocks.py                      # the 14,460-parameter net
+    PYTHONPATH=src python experiments/probe_blocks.py configs/edge_grid_blocks.xlsx   # every point's int8 size
 
 Measured (TensorFlow 2.21, edge preset, 64 px): the 14,460-parameter separable net's int8 file is
 38,304 bytes (the same net trained for one epoch: 0.0367 MiB = ~38,480): int8 weights 12,600

@@ -3,9 +3,9 @@
 Each variant is a set of preset overrides applied on top of `--config` (default: `default`).
 Prints one markdown row per variant: validation accuracy (the selection split, from TRAIN),
 test accuracy (TEST without its copies of TRAIN files), int8 test accuracy where measured, and
-wall time. Results are recorded in benchmarks/recipe.md.
+wall time. Results are recorded in experiments/recipe.md.
 
-    python benchmarks/recipe.py [--grid-id 5] [--epochs 5] [--only NAME ...]
+    python experiments/recipe.py [--grid-id 5] [--epochs 5] [--only NAME ...]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Replay samplers x successive halving offline over a finished search's table (issue 14).
 
-NAS-Bench style: configs/search_space.xlsx (benchmarks/make_search_space.py) has a `space` sheet
+NAS-Bench style: configs/search_space.xlsx (tools/make_search_space.py) has a `space` sheet
 of two-valued parameters and a `grid` sheet of every architecture they build. Its search,
 `bcpareto search configs/search_space.xlsx --config searchref --run-dir runs/searchref`, records
 every model's learning curve (validation accuracy and training seconds per epoch) in
@@ -25,9 +25,9 @@ within 40% of the grid's seconds, median and worst; the seconds to reach 98% and
 the grid's seconds), median; the same with TEST accuracy as the second objective; and how much
 the reference volume itself moves when the repeat runs' figures replace the first runs'.
 
-    python benchmarks/bench_search.py runs/searchref --seeds 20
-    python benchmarks/bench_search.py runs/searchref --seeds 2 --samplers random,tpe --etas none,2
-    python benchmarks/bench_search.py runs/searchref --allow-partial   # while the table fills
+    python experiments/replay_search.py runs/searchref --seeds 20
+    python experiments/replay_search.py runs/searchref --seeds 2 --samplers random,tpe --etas none,2
+    python experiments/replay_search.py runs/searchref --allow-partial   # while the table fills
 
 --allow-partial replays over the recorded points only: a sampler's proposal of an unrecorded
 point is told FAIL and asked again (a re-draw; counted and printed).
@@ -74,8 +74,8 @@ PROPOSALS_PER_POINT = 10  # a replay gives up after this many proposals per poin
 CURVE_POINTS = 201  # the median curves are sampled at 0, 0.5, ..., 100% of the grid's seconds
 X, VAL, TEST = "model_size(MB)", "val_accuracy", "test_accuracy"  # the seed's CSV column names
 _ROUNDING = 1 + 1e-9  # the trace's running sum of seconds may end a hair above the grid's exact sum
-DEFAULT_JSON = ROOT / "benchmarks" / "results" / "search" / "replay.json"
-DEFAULT_PLOT = ROOT / "benchmarks" / "results" / "search" / "replay.png"
+DEFAULT_JSON = ROOT / "experiments" / "results" / "search" / "replay.json"
+DEFAULT_PLOT = ROOT / "experiments" / "results" / "search" / "replay.png"
 
 
 class BenchError(BcParetoError):
@@ -139,7 +139,7 @@ def load_table(run_dir: Path, sheet: Path, *, study: str | None = None, allow_pa
 
     space = read_space(sheet)
     if space is None:
-        raise BenchError(f"{sheet}: no `space` sheet; expected the workbook of benchmarks/make_search_space.py")
+        raise BenchError(f"{sheet}: no `space` sheet; expected the workbook of tools/make_search_space.py")
     names = tuple(p.name for p in space.parameters)
     by_architecture: dict[Any, int] = {}
     for point in read_grid(sheet):
@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         table = load_table(args.run_dir, args.sheet, study=args.study, allow_partial=args.allow_partial)
     except BcParetoError as exc:
-        print(f"bench_search: {exc}", file=sys.stderr)
+        print(f"replay_search: {exc}", file=sys.stderr)
         return 1
     import optuna
 

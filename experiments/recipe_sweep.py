@@ -1,22 +1,22 @@
 """Many training recipes at once, for a lent GPU: Keras 3 on any backend (JAX there, no TensorFlow).
 
-The 2-core CPU affords one recipe per ~5 minutes (benchmarks/recipe.py). This script runs dozens
+The 2-core CPU affords one recipe per ~5 minutes (experiments/recipe.py). This script runs dozens
 side by side on one GPU, on the very splits bcpareto uses, so that the CPU's hour goes to the
 recipe that wins here. Two steps:
 
     # here: decode the splits with bcpareto.data (TEST copies of TRAIN dropped, seeded 15% holdout)
-    python benchmarks/recipe_sweep.py pack --out .gpu/crop64.npz --image-size 64 --cell-crop 144
-    python benchmarks/recipe_sweep.py pack --out .gpu/whole80.npz --image-size 80
+    python experiments/recipe_sweep.py pack --out .gpu/crop64.npz --image-size 64 --cell-crop 144
+    python experiments/recipe_sweep.py pack --out .gpu/whole80.npz --image-size 80
     # there (KERAS_BACKEND=jax, Keras wheel carried): shards run as parallel processes
-    python benchmarks/recipe_sweep.py run --data-dir .gpu --shard 0/8 --out results_0.jsonl
+    python experiments/recipe_sweep.py run --data-dir .gpu --shard 0/8 --out results_0.jsonl
 
 Models come from bcpareto.model.build_model, optimisers from bcpareto.trial.compile_model and
 batches with their augmentation from bcpareto.data.training_dataset (numpy, any backend), so a
-recipe means the same thing here as in `bcpareto search`. (The sweeps in benchmarks/recipe.md ran
+recipe means the same thing here as in `bcpareto search`. (The sweeps in experiments/recipe.md ran
 an earlier keras.ops copy of the augmentations, since replaced by this one implementation.) Images
 travel as JPEG (quality 90) to fit the device's 64 MiB transfer limit; the sizes not packed
 (whole64 from whole80, crop48 from crop64; see SOURCES) are resized on the device. Results: one JSON line per run; summarised in
-benchmarks/recipe.md.
+experiments/recipe.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 The `space` sheet gives six parameters two values each (2**6 = 64 architectures); the `grid`
 sheet lists all 64, in the order of itertools.product over the space rows, so grid id i is the
 i-th assignment. Trained once with every epoch's validation accuracy and seconds logged, the grid
-is the reference table that benchmarks/bench_search.py replays samplers and halving against
+is the reference table that experiments/replay_search.py replays samplers and halving against
 (NAS-Bench style: every point a sampler can propose has a recorded learning curve).
 
 The edge space (EDGE_SPACE, added to the edge grid's workbook and to hyper_parameters.xlsx so
@@ -13,7 +13,7 @@ conv-pool nets, 3-5 blocks of 8-24 base filters, plus depthwise-separable blocks
 layers, and (since issue 13 measured them as the most accuracy per byte) a 16-filter stride-2
 stem and a last block of stride 1; the grid sheets themselves are left as they are (same points, same study names).
 
-    python benchmarks/make_search_space.py
+    python tools/make_search_space.py
     bcpareto search configs/search_space.xlsx --config searchref --run-dir runs/searchref
 """
 

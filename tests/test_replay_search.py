@@ -1,4 +1,4 @@
-"""benchmarks/bench_search.py: the replay core on a hand-made 16-point table, and the loader on a
+"""experiments/replay_search.py: the replay core on a hand-made 16-point table, and the loader on a
 tiny workbook and run folder (no training, no TensorFlow)."""
 
 from __future__ import annotations
@@ -6,20 +6,19 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from bcpareto.runs import save_record
 from bcpareto.space import read_space
+# the experiment itself, its replay core and loader: experiments/ is a package at the repository
+# root, which pytest puts on sys.path because tests/ is a package (experiments/README.md)
+from experiments import replay_search as bench
+
+from .searches import stuck_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_search as bench  # the benchmark script: its replay core and loader
-
-from .test_strategy import stuck_sampler
 
 NAMES = ("a", "b", "c", "d")
 
@@ -257,9 +256,9 @@ def test_main_refuses_a_partial_table_with_a_message(run, capsys) -> None:
 
 
 def test_the_committed_reference_table_covers_the_space_and_replays() -> None:
-    """benchmarks/results/search/searchref holds the records of every point of
+    """experiments/results/search/searchref holds the records of every point of
     configs/search_space.xlsx (learning curves, no model files): a clone replays without training."""
-    committed = ROOT / "benchmarks" / "results" / "search" / "searchref"
+    committed = ROOT / "experiments" / "results" / "search" / "searchref"
     loaded = bench.load_table(committed, ROOT / "configs" / "search_space.xlsx")
     assert len(loaded.entries) == len(loaded.assignments) == 64 and not loaded.missing
     assert loaded.epochs == 4 and len(loaded.repeats) >= 4  # a second seed of some points: the noise

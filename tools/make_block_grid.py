@@ -21,7 +21,7 @@ bcpareto.trial.time_train_step), and so that the 0.02 MB and 0.1 MB budgets of
 issue #13 each hold several models.
 
 `mobile` (2.8k-228k parameters, 64, 96 and 128 px) follows what the `blocks` run and its
-seeds found (benchmarks/recipe.md, "Resolution"): the four-block separable net gained 3.5 int8
+seeds found (experiments/recipe.md, "Resolution"): the four-block separable net gained 3.5 int8
 TEST points from 64 to 96 px (two seeds each) and nothing more at 128 px, and its width did not
 matter; so the four-block net spans widths 0.5-4 at 96 px and its width 1 the three sizes, with
 the six-block separable and the inverted-residual nets at 64 and 96 px, and three plain
@@ -29,10 +29,10 @@ conv-pool references of the edge grid at 64 px (27.7k to 228k parameters). Its w
 has a `space` sheet, so a sampler can search the three block types with a stem and a stride-1
 last block at 64 and 96 px (docs/guide/search.md).
 
-    python benchmarks/make_block_grid.py && bcpareto grid configs/edge_grid_blocks.xlsx --config blocks
+    python tools/make_block_grid.py && bcpareto grid configs/edge_grid_blocks.xlsx --config blocks
     bcpareto grid configs/edge_grid_mobile.xlsx --config mobile
     bcpareto search --config mobile --sampler tpe --max-int8-mb 0.1 --fidelity epochs --eta 2 --budget-minutes 25
-    PYTHONPATH=src python benchmarks/probe_blocks.py configs/edge_grid_blocks.xlsx   # int8 sizes
+    PYTHONPATH=src python experiments/probe_blocks.py configs/edge_grid_blocks.xlsx   # int8 sizes
 """
 
 from __future__ import annotations

@@ -391,6 +391,7 @@ def test_one_search_trains_each_point_at_its_own_image_size(tmp_path: Path) -> N
         assert b"pixels" not in next(out.glob("*.tflite")).read_bytes()  # fp32 converted anew: stripped too
 
 
+@pytest.mark.slow  # TFLite conversions of real models (TensorFlow's converter: 5-25 s each)
 def test_stripping_names_shrinks_the_file_and_changes_no_output() -> None:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -416,6 +417,7 @@ def test_stripping_names_shrinks_the_file_and_changes_no_output() -> None:
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+@pytest.mark.slow  # TFLite conversions of real models (TensorFlow's converter: 5-25 s each)
 @pytest.mark.parametrize("name", ["separable_stem_width", "inverted_residual", "conv"])
 def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_file(name: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
@@ -439,6 +441,7 @@ def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_file(name
     np.testing.assert_allclose(scored["probabilities"].sum(axis=1), 1.0, atol=0.05)  # a softmax, dequantised
 
 
+@pytest.mark.slow  # TFLite conversions of real models (TensorFlow's converter: 5-25 s each)
 @pytest.mark.parametrize("verbose", [False, True])
 def test_converter_and_interpreter_lines_show_only_with_verbose(capfd, monkeypatch, verbose: bool) -> None:
     from bcpareto.edge import convert, load_interpreter
