@@ -8,6 +8,10 @@ per (file list, image size, colour mode) into uint8 arrays under the cache direc
 A cache that cannot be written costs decoding again, never the search (cache.py says it once);
 an entry that cannot be read back is discarded and decoded again. Image bytes are read through
 ``dataset.read_image_bytes``: a FIFO or device named like an image is skipped, never waited on.
+
+One module, though over 400 lines: a Split is chosen, decoded and batched here, top to bottom,
+and the three steps share the Split and DataSplits types that trial.py and distill.py take; if
+it grows, the input pipeline (``augment_batch`` onwards) is the seam to split along.
 """
 
 from __future__ import annotations

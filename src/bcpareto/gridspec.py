@@ -42,23 +42,37 @@ numbers. For families that should not be crossed, use another row. No TensorFlow
 Any other header is an error naming the close column names (a misspelled ``blok`` would
 otherwise train other models than asked), except a note column: headed ``note`` (``notes``,
 ``comment``, ...) or anything starting with ``#``, which the reader skips.
+
+One module, though over 400 lines: the format above, each column's spellings and expected form,
+its cell checks and the GridPoint field it fills change together whenever a column is added, so
+they stay side by side. Opening the workbook, matching headers and naming cells is workbook.py's.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import re
-import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import GridSpecError
+from .workbook import (
+    bad_cell,
+    blank,
+    cell_ref,
+    cell_value,
+    check_header,
+    first_sheet,
+    header_hint,
+    match_headers,
+    missing_columns,
+    parse_words,
+    sheet_error,
+)
 
 # Canonical column names (also Optuna parameter names and CSV columns) and the header spellings
-# we accept, normalised by _normalise_header. The earlier sheet's spellings (typo and trailing
+# we accept, normalised by workbook.normalise_header. The earlier sheet's spellings (typo and trailing
 # space included) come first; its "number of convolution layers" column really holds filter counts.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "dense_layers": ("dense layers", "number of dense layers"),
@@ -87,11 +101,6 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "expansion": ("expansion", "expansion ratio", "expansions", "expand ratio"),
     "image_size": ("image size", "image sizes", "resolution", "resolutions", "input size", "px"),
 }
-
-# Headers of columns the reader skips: notes for people (any case), or any header starting with
-# '#'. Every other header must name a column: a misspelled one ('blok') is an error, since
-# skipping it would train other models than the sheet asks for.
-NOTE_HEADERS = ("note", "notes", "comment", "comments", "description", "remark", "remarks")
 
 BLOCK_TYPES = ("conv", "separable", "inverted_residual")
 # Other spellings of the block types, after lower-casing and turning spaces and '-' into '_'.
@@ -204,46 +213,43 @@ def _fmt(values: tuple[int, ...]) -> str:
     return "[" + ",".join(str(v) for v in values) + "]"
 
 
-def _normalise_header(value: object) -> str:
-    text = str(value).replace("_", " ").lower()
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def read_grid(path: Path | str) -> list[GridPoint]:
     """Read and validate the grid sheet; every bad cell is reported in one GridSpecError."""
-    path = Path(path)
-    rows, sheet = _read_rows(path)
-    where = f"{path}, sheet '{sheet}'"
-    if not rows or all(_blank(v) for v in rows[0]):
-        raise GridSpecError(f"{where}: the sheet is empty; expected a header row {_header_hint()}")
+    sheet = first_sheet(Path(path))
+    where = sheet.where
+    if sheet.empty:
+        raise GridSpecError(f"{where}: the sheet is empty; expected a header row {header_hint(COLUMNS)}")
 
-    header_problems = _header_problems(rows[0], {**COLUMNS, **OPTIONAL_COLUMNS})
-    columns = _locate_columns(rows[0], where, header_problems=header_problems)
-    optional = _locate_optional_columns(rows[0], taken=set(columns.values()))
+    header_problems = check_header(sheet.header, {**COLUMNS, **OPTIONAL_COLUMNS})
+    columns = match_headers(sheet.header, COLUMNS)
+    missing = [name for name in COLUMNS if name not in columns]
+    if missing:
+        raise missing_columns(
+            where, sheet.header, missing=", ".join(missing), header_problems=header_problems,
+            expected=f"{header_hint(COLUMNS)} (or the earlier sheet's spellings)",
+        )
+    optional = match_headers(sheet.header, OPTIONAL_COLUMNS, skip=set(columns.values()))
     problems: list[str] = list(header_problems)
     points: list[GridPoint] = []
-    data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
+    data_rows = sheet.data_rows()
     if not data_rows:
         raise GridSpecError(f"{where}: no data row under the header; expected one row of lists")
     for row_number, row in data_rows:
         cells: dict[str, Any] = {}
         for name, col in columns.items():
-            ref = f"cell {_col_letter(col)}{row_number} ({name})"
-            raw = row[col] if col < len(row) else None
-            value, problem = _parse_cell(raw, name)
+            value, problem = _parse_cell(cell_value(row, col), name)
             if problem:
-                problems.append(f"{ref}: {problem}; expected {_EXPECTED[name]}")
+                problems.append(bad_cell(col, row_number, name, problem, _EXPECTED[name]))
             else:
                 cells[name] = value
         options: dict[str, Any] = {}
         for name, col in optional.items():
-            raw = row[col] if col < len(row) else None
-            if _blank(raw):
+            raw = cell_value(row, col)
+            if blank(raw):
                 continue  # a blank optional cell means the default
             value, problem = _OPTIONAL_PARSERS[name](raw)
             if problem:
-                ref = f"cell {_col_letter(col)}{row_number} ({name})"
-                problems.append(f"{ref}: {problem}; expected {_EXPECTED[name]}")
+                problems.append(bad_cell(col, row_number, name, problem, _EXPECTED[name]))
             else:
                 options[name] = value
         if len(cells) == len(columns):
@@ -252,132 +258,12 @@ def read_grid(path: Path | str) -> list[GridPoint]:
         if not problems:
             points += _expand(cells, options, first_id=len(points))
     if problems:
-        raise GridSpecError(f"{where}:\n  " + "\n  ".join(problems))
+        raise sheet_error(where, problems)
     return points
 
 
-def _open_workbook(path: Path) -> Any:
-    """The workbook, read-only with cell values (not formulas); the caller closes it.
-
-    Shared with space.py, which reads the `space` sheet of the same file.
-    """
-    import openpyxl  # deferred: keeps `bcpareto --help` fast
-
-    if not path.is_file():
-        raise GridSpecError(f"{path}: no such file; expected an .xlsx grid sheet")
-    try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise GridSpecError(
-            f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
-            "save the sheet as Excel Workbook (.xlsx)"
-        ) from exc
-
-
-def _read_rows(path: Path) -> tuple[list[tuple[Any, ...]], str]:
-    workbook = _open_workbook(path)
-    sheet = workbook.worksheets[0]
-    rows = [tuple(r) for r in sheet.iter_rows(values_only=True)]
-    workbook.close()
-    return rows, sheet.title
-
-
-def _header_hint() -> str:
-    return "with columns " + ", ".join(f"'{c}'" for c in COLUMNS)
-
-
-def _match_headers(header: tuple[Any, ...], columns: dict[str, tuple[str, ...]]) -> dict[str, int]:
-    """Column index of each canonical name whose spelling (any case, spacing, '_') the header has."""
-    found: dict[str, int] = {}
-    for col, value in enumerate(header):
-        if _blank(value):
-            continue
-        norm = _normalise_header(value)
-        for name, spellings in columns.items():
-            if norm == _normalise_header(name) or norm in spellings:
-                found.setdefault(name, col)
-    return found
-
-
-def _locate_columns(
-    header: tuple[Any, ...], where: str, *, header_problems: Sequence[str] = ()
-) -> dict[str, int]:
-    found = _match_headers(header, COLUMNS)
-    missing = [name for name in COLUMNS if name not in found]
-    if missing:
-        present = ", ".join(repr(v) for v in header if not _blank(v)) or "none"
-        raise GridSpecError(
-            f"{where}, row 1: missing column(s) {', '.join(missing)}; found headers {present}; "
-            f"expected {_header_hint()} (or the earlier sheet's spellings)"
-            + "".join(f"\n  {p}" for p in header_problems)
-        )
-    return found
-
-
-def _header_problems(header: tuple[Any, ...], columns: dict[str, tuple[str, ...]]) -> list[str]:
-    """Row 1's headers that name no column (nor a note, nor '#...'), and second copies of one.
-
-    Shared with space.py. Each problem names the cell and the header, and the close column
-    names (difflib), so `blok` says "did you mean block?".
-    """
-    canonical: dict[str, str] = {}  # every accepted spelling, normalised -> the column's name
-    for name, spellings in columns.items():
-        canonical.setdefault(_normalise_header(name), name)
-        for spelling in spellings:
-            canonical.setdefault(spelling, name)
-    known = ", ".join(columns)
-    first: dict[str, int] = {}
-    problems: list[str] = []
-    for col, value in enumerate(header):
-        if _blank(value):
-            continue
-        norm, text, ref = _normalise_header(value), str(value).strip(), f"cell {_col_letter(col)}1"
-        if norm in canonical:
-            name = canonical[norm]
-            if name in first:
-                problems.append(
-                    f"{ref}: {text!r} is a second {name} column (the first is cell "
-                    f"{_col_letter(first[name])}1); expected one column per name"
-                )
-            first.setdefault(name, col)
-        elif norm not in NOTE_HEADERS and not norm.startswith("#"):
-            close = difflib.get_close_matches(norm, list(canonical), n=6, cutoff=0.6)
-            names = list(dict.fromkeys(canonical[c] for c in close))[:3]
-            hint = f" (did you mean {' or '.join(names)}?)" if names else ""
-            problems.append(
-                f"{ref}: unknown column {text!r}{hint}; expected a column out of {known}, or a "
-                "note the reader skips (header 'note', or any header starting with '#')"
-            )
-    return problems
-
-
-def _locate_optional_columns(header: tuple[Any, ...], *, taken: set[int]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for col, value in enumerate(header):
-        if _blank(value) or col in taken:
-            continue
-        norm = _normalise_header(value)
-        for name, spellings in OPTIONAL_COLUMNS.items():
-            if norm == _normalise_header(name) or norm in spellings:
-                found.setdefault(name, col)
-    return found
-
-
-def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _col_letter(col: int) -> str:
-    letters = ""
-    col += 1
-    while col:
-        col, rem = divmod(col - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def _parse_cell(raw: object, name: str) -> tuple[Any, str | None]:
-    if _blank(raw):
+    if blank(raw):
         return None, "empty cell"
     if not isinstance(raw, str):
         return None, f"{raw!r} is not a list"
@@ -404,20 +290,15 @@ def _parse_cell(raw: object, name: str) -> tuple[Any, str | None]:
     return tuple(value), None
 
 
-def _parse_blocks(raw: object) -> tuple[Any, str | None]:
-    """Block types: `separable`, `[conv, separable]` or `['conv']`; quotes are optional."""
-    if not isinstance(raw, str):
-        return None, f"{raw!r} is not a list of block types"
-    text = raw.strip()
-    if text.startswith("[") != text.endswith("]"):
-        return None, f"{text!r} has unbalanced brackets"
-    words = [w.strip().strip("'\"").strip() for w in text.strip("[]").split(",")]
-    if len(words) > 1 and not words[-1]:
-        words.pop()  # a trailing comma
-    if not any(words):
-        return None, f"{text!r} names no block type"
-    if not all(words):
-        return None, f"{text!r} has an empty entry"
+def parse_blocks(raw: object) -> tuple[Any, str | None]:
+    """Block types: `separable`, `[conv, separable]` or `['conv']`; quotes are optional.
+
+    Also the space sheet's block choices (space.py). Returns (the types, None) or
+    (None, what is wrong).
+    """
+    words, problem = parse_words(raw, what="block type")
+    if problem:
+        return None, problem
     blocks = []
     for word in words:
         key = re.sub(r"[\s-]+", "_", word.lower())
@@ -428,7 +309,6 @@ def _parse_blocks(raw: object) -> tuple[Any, str | None]:
             return None, f"{word!r} appears twice"
         blocks.append(block)
     return tuple(blocks), None
-
 
 def _parse_numbers(raw: object, *, kind: str) -> tuple[Any, str | None]:
     """A list of numbers (a bare number is a one-entry list: Excel stores `6` as a number)."""
@@ -464,7 +344,7 @@ def _parse_numbers(raw: object, *, kind: str) -> tuple[Any, str | None]:
 
 
 _OPTIONAL_PARSERS = {
-    "block": _parse_blocks,
+    "block": parse_blocks,
     "strides": lambda raw: _parse_numbers(raw, kind="stride"),
     "stem": lambda raw: _parse_numbers(raw, kind="stem"),
     "width": lambda raw: _parse_numbers(raw, kind="width"),
@@ -479,13 +359,13 @@ def _cross_check_options(
     problems = []
     longest = max(len(f) for f in cells["filters"])
     if "strides" in options and len(options["strides"]) < longest:
-        ref = f"cell {_col_letter(optional['strides'])}{row} (strides)"
+        ref = cell_ref(optional["strides"], row, "strides")
         problems.append(
             f"{ref}: {len(options['strides'])} strides but the longest filter list has "
             f"{longest} entries; expected at least {longest}"
         )
     if "expansion" in options and "inverted_residual" not in options.get("block", ("conv",)):
-        ref = f"cell {_col_letter(optional['expansion'])}{row} (expansion)"
+        ref = cell_ref(optional["expansion"], row, "expansion")
         blocks = ", ".join(options.get("block", ("conv",)))
         problems.append(
             f"{ref}: an expansion ratio, but the row's blocks are {blocks}; expected an "
@@ -497,8 +377,8 @@ def _cross_check_options(
 def _cross_check(cells: dict[str, Any], columns: dict[str, int], row: int) -> list[str]:
     problems = []
     dense, neurons = cells["dense_layers"], cells["neurons"]
-    ref_d = f"cell {_col_letter(columns['dense_layers'])}{row} (dense_layers)"
-    ref_n = f"cell {_col_letter(columns['neurons'])}{row} (neurons)"
+    ref_d = cell_ref(columns["dense_layers"], row, "dense_layers")
+    ref_n = cell_ref(columns["neurons"], row, "neurons")
     if len(dense) != len(neurons):
         problems.append(
             f"{ref_n}: {len(neurons)} neuron lists but {ref_d} has {len(dense)} dense-layer "
@@ -512,7 +392,7 @@ def _cross_check(cells: dict[str, Any], columns: dict[str, int], row: int) -> li
             )
     longest = max(len(f) for f in cells["filters"])
     if len(cells["kernel_sizes"]) < longest:
-        ref_k = f"cell {_col_letter(columns['kernel_sizes'])}{row} (kernel_sizes)"
+        ref_k = cell_ref(columns["kernel_sizes"], row, "kernel_sizes")
         problems.append(
             f"{ref_k}: {len(cells['kernel_sizes'])} kernel sizes but the longest filter list "
             f"has {longest} entries; expected at least {longest}"

@@ -25,6 +25,10 @@ under a temporary name and renamed into place; a cache that cannot be written is
 costs computing again (cache.py), a cached file that cannot be read back is discarded and
 recomputed. Image bytes are read through ``dataset.read_image_bytes`` (a FIFO named x.jpeg is
 never opened), and the long steps stop at a Ctrl-C or SIGTERM (``interrupts.check``).
+
+One module, though over 400 lines: the five steps above are one algorithm, read in that order,
+whose thresholds (the constants below) were chosen together on the real data set; its cache and
+the contact sheet that draws its result for a person to judge sit beside it.
 """
 
 from __future__ import annotations

@@ -5,11 +5,15 @@ offline and can be mailed. The front and its table come from `bcpareto plot`'s o
 (report.py, or cvreport.py for a run with kept predictions); per-model detail (TEST confusion
 matrix, per-class recall, learning curve) is HTML tables and a small SVG inside closed
 <details>, so a report of hundreds of models stays a few MB and opens at once.
+
+The markup (tables, widgets, stylesheet, page) is htmlpage.py's; this module decides what the
+page says. One module, though over 400 lines: it builds the sections in the page's order (the
+run's inputs, the front, every model, learning curves, the machine), each from the same rows,
+records and front, so it reads top to bottom as the page does.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -17,7 +21,6 @@ import math
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, htmlpage
 from .errors import ColumnError, ConfigError
 from .runs import RUNS, check_creatable_dir, record_files, study_dir, write_atomic
 
@@ -88,16 +91,16 @@ def html_report(run: Path | str, *, out: Path | str = "report.html", study: str 
     n_records = sum(_row_key(r, i, rows) in records for i, r in enumerate(_iter(rows)))
     sections = [
         _header(name, csv, rows, n_records, front),
-        _section("front", "The front", _img(front.png, "Pareto front") + _notes(front.notes)),
-        _section("table", f"Models on the front ({front.n_front})", front.table_html + front.extra_html),
-        _section("curves", "Learning curves", _img(curves, "validation accuracy per epoch, every model")
+        htmlpage.section("front", "The front", htmlpage.img(front.png, "Pareto front") + htmlpage.notes(front.notes)),
+        htmlpage.section("table", f"Models on the front ({front.n_front})", front.table_html + front.extra_html),
+        htmlpage.section("curves", "Learning curves", htmlpage.img(curves, "validation accuracy per epoch, every model")
                  if curves else "<p>No learning curves: the run has no records with a per-epoch curve "
                  f"({RUNS}/&lt;study&gt;/grid_&lt;id&gt;.json, written by searches since curves were kept).</p>"),
-        _section("models", f"Every model ({len(rows)})", _models(rows, records, front)),
-        _section("data", "Data check", checked),
-        _section("machine", "Machine and time", _machine(rows, records)),
+        htmlpage.section("models", f"Every model ({len(rows)})", _models(rows, records, front)),
+        htmlpage.section("data", "Data check", checked),
+        htmlpage.section("machine", "Machine and time", _machine(rows, records)),
     ]
-    page = _page(f"bcpareto report: {name}", "\n".join(sections))
+    page = htmlpage.page(f"bcpareto report: {name}", "\n".join(sections))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
     return HtmlReport(path=out, n_models=len(rows), n_records=n_records,
@@ -225,14 +228,14 @@ def _audit_html(data: dict[str, Any]) -> str:
     classes = data.get("classes") or sorted({c for s in data["splits"].values() for c in s.get("images", {})})
     rows = [[name, *(split.get("images", {}).get(c, "missing") for c in classes), split.get("n_images", "")]
             for name, split in data["splits"].items() if split.get("present", True)]
-    parts = [_table(["images", *classes, "total"], rows)]
+    parts = [htmlpage.table(["images", *classes, "total"], rows)]
     duplicates = data.get("duplicates") or []
     if duplicates:
         rows = [[d["second"] + (f" in {d['first']}" if d["first"] != d["second"] else " (within)"),
                  *(d.get("counts", {}).get(c, "-") for c in classes), d.get("total", ""),
                  d.get("cross_class", "")] for d in duplicates]
         parts.append("<p>Byte-identical duplicates:</p>"
-                     + _table(["duplicates", *classes, "total", "cross-class"], rows))
+                     + htmlpage.table(["duplicates", *classes, "total", "cross-class"], rows))
     for title in ("problems", "warnings"):
         items = data.get(title) or []
         if items:
@@ -275,14 +278,14 @@ def _plot_front(csv: Path, rows: pd.DataFrame, *, study: str | None, tmp: Path) 
     columns += [c for c in (*REPORTED_ON_TEST, "test_balanced_accuracy", *SIZE_COLUMNS, "latency_ms")
                 if c in table and c not in columns]
     headers = [_header_cell(c, y=y, rows=rows) for c in columns]
-    body = [[_cell(r.get(c)) for c in columns] for r in _iter(table)]
+    body = [[htmlpage.cell(r.get(c)) for c in columns] for r in _iter(table)]
     keys = _front_keys(table, rows)
     caption = _protocol_caption(y, rows)
     hv = plotted.sources[0]
     notes = (*plotted.notes, f"Hypervolume {hv.hypervolume:.6g} ({int(hv.front.sum())} of {len(hv.values)} "
                              f"models on the front; reference point {', '.join(f'{v:.4g}' for v in plotted.ref)}).")
     return _Front(png=(tmp / "out" / "pareto_front.png").read_bytes(),
-                  table_html=f"<p>{caption}</p>" + _table(headers, body, escape_headers=False),
+                  table_html=f"<p>{caption}</p>" + htmlpage.table(headers, body, escape_headers=False),
                   on_front=keys, x=x, y=y, notes=tuple(notes), n_front=len(table))
 
 
@@ -319,10 +322,10 @@ def _cv_front(csv: Path, rows: pd.DataFrame, *, run_dir: Path, study: str | None
                    f"{test}<br><small>TEST · quoted (held out) · mean of fold models · {level} interval</small>",
                    "P(on the front)", "chosen at"]
         p = "p_front_int8" if "p_front_int8" in part else "p_front"
-        body = [[_cell(r["grid_id"]), _cell(r["n_fold_models"]), *(_cell(r[c]) for c in sizes),
+        body = [[htmlpage.cell(r["grid_id"]), htmlpage.cell(r["n_fold_models"]), *(htmlpage.cell(r[c]) for c in sizes),
                  _interval(r, score), _interval(r, test),
-                 _cell(r.get(p)), html.escape(str(r.get("chosen", "")))] for r in _iter(part)]
-        return _table(headers, body, escape_headers=False)
+                 htmlpage.cell(r.get(p)), html.escape(str(r.get("chosen", "")))] for r in _iter(part)]
+        return htmlpage.table(headers, body, escape_headers=False)
 
     shown = t[front | (t["chosen"] != "")].sort_values(size_column)
     ids = set(int(g) for g in shown["grid_id"])
@@ -338,7 +341,7 @@ def _cv_front(csv: Path, rows: pd.DataFrame, *, run_dir: Path, study: str | None
 
 
 def _interval(row: dict[str, Any], stem: str) -> str:
-    value, lo, hi = (_float(row.get(f"{stem}{s}")) for s in ("", "_lo", "_hi"))
+    value, lo, hi = (htmlpage.as_float(row.get(f"{stem}{s}")) for s in ("", "_lo", "_hi"))
     if not math.isfinite(value):
         return "n/a"
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else f"{value:.3f}"
@@ -388,7 +391,7 @@ def _models(rows: pd.DataFrame, records: dict[tuple[Any, ...], dict[str, Any]], 
     items = list(enumerate(_iter(rows)))
     keyed = [(_row_key(r, i, rows), r) for i, r in items]
     x = front.x if front.x in rows else next((c for c in SIZE_COLUMNS if c in rows), None)
-    order = sorted(keyed, key=lambda kr: (kr[0] not in front.on_front, _float(kr[1].get(x)) if x else 0.0,
+    order = sorted(keyed, key=lambda kr: (kr[0] not in front.on_front, htmlpage.as_float(kr[1].get(x)) if x else 0.0,
                                           kr[0]))
     parts = []
     if not records:
@@ -404,14 +407,6 @@ def _models(rows: pd.DataFrame, records: dict[tuple[Any, ...], dict[str, Any]], 
     return "\n".join(parts)
 
 
-def _float(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.inf
-    return number if math.isfinite(number) else math.inf
-
-
 def _model(row: dict[str, Any], key: tuple[Any, ...], record: dict[str, Any] | None, *, on_front: bool,
            x: str | None, y: str, classes: list[str], say_missing: bool) -> str:
     study, grid_id, repeat = key
@@ -420,7 +415,7 @@ def _model(row: dict[str, Any], key: tuple[Any, ...], record: dict[str, Any] | N
         name += f" r{repeat}"
     if _present(row.get("fold")) and _present(row.get("n_folds")):
         name += f" (fold {_int(row['fold']) + 1} of {_int(row['n_folds'])})"
-    facts = [f"{c} {_fmt(row.get(c))}" for c in dict.fromkeys((x, y, "val_accuracy", "test_accuracy"))
+    facts = [f"{c} {htmlpage.fmt(row.get(c))}" for c in dict.fromkeys((x, y, "val_accuracy", "test_accuracy"))
              if c and c in row]
     status = str(row.get("status") or "")
     status = "" if status == "nan" else status
@@ -431,21 +426,21 @@ def _model(row: dict[str, Any], key: tuple[Any, ...], record: dict[str, Any] | N
     confusion = (record or {}).get("confusion") or []
     record_classes = (record or {}).get("classes") or []
     if confusion:
-        body.append(_confusion(confusion, record_classes))
+        body.append(htmlpage.confusion_table(confusion, record_classes))
     recall = [(c, row.get(f"test_recall_{c}")) for c in classes]
     if not recall and confusion:
         recall = [(c.lower(), r[i] / max(sum(r), 1))
                   for i, (c, r) in enumerate(zip(record_classes, confusion))]
     if recall:
-        body.append(_recall(recall))
+        body.append(htmlpage.recall_table(recall))
     curve = (record or {}).get("curve") or {}
     if curve.get("val_accuracy"):
-        body.append(_curve_svg(curve))
+        body.append(htmlpage.curve_svg(curve))
     architecture = ("block", "dense_layers", "neurons", "filters", "kernel_sizes")
     shown = [(c, row.get(c)) for c in (*architecture, *SHOWN_COLUMNS) if _present(row.get(c))]
     if study:
         shown.append(("study", study))
-    body.append("<table class=kv>" + "".join(f"<tr><th>{html.escape(c)}</th><td>{html.escape(_fmt(v))}</td></tr>"
+    body.append("<table class=kv>" + "".join(f"<tr><th>{html.escape(c)}</th><td>{htmlpage.cell(v)}</td></tr>"
                                              for c, v in shown) + "</table>")
     if record is None and say_missing:
         body.append("<p class=n>No record for this model: no confusion matrix or curve.</p>")
@@ -454,58 +449,6 @@ def _model(row: dict[str, Any], key: tuple[Any, ...], record: dict[str, Any] | N
 
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
-
-
-def _confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
-    """TEST confusion matrix as a small table: rows true class, columns predicted, shaded by row share."""
-    titles = list(classes) or [str(i) for i in range(len(confusion))]
-    names = [c[:4] for c in titles]
-    head = "".join(f"<th title='{html.escape(c)}'>{html.escape(n)}</th>" for c, n in zip(titles, names))
-    lines = [f"<table class=cm><caption>TEST confusion (rows: true, columns: predicted)</caption>"
-             f"<tr><th></th>{head}</tr>"]
-    for i, counts in enumerate(confusion):
-        total = max(sum(counts), 1)
-        cells = "".join(f"<td class={'c' if i == j else 'e'}{min(9, round(9 * n / total))}>{int(n)}</td>"
-                        for j, n in enumerate(counts))
-        lines.append(f"<tr><th>{html.escape(names[i] if i < len(names) else str(i))}</th>{cells}</tr>")
-    return "".join(lines) + "</table>"
-
-
-def _recall(recall: Sequence[tuple[str, Any]]) -> str:
-    cells = []
-    for name, value in recall:
-        v = _float(value)
-        bar = f"<i style='width:{round(100 * v)}%'></i>" if math.isfinite(v) else ""
-        cells.append(f"<tr><th>{html.escape(name)}</th><td class=r>{bar}<span>{_fmt(value, 3)}</span></td></tr>")
-    return f"<table class=rc><caption>TEST recall per class</caption>{''.join(cells)}</table>"
-
-
-def _curve_svg(curve: dict[str, Sequence[float]], *, width: int = 220, height: int = 96) -> str:
-    """Validation accuracy per epoch as a small inline SVG, its range written on the axis."""
-    values = np.asarray(curve.get("val_accuracy") or [], dtype=float)
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return ""
-    lo, hi = float(finite.min()), float(finite.max())
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.01, hi + 0.01
-    left, right, top, bottom = 34, 6, 8, 18
-    n = len(values)
-    xs = [left + (width - left - right) * (i / max(n - 1, 1)) for i in range(n)]
-    ys = [top + (height - top - bottom) * (1 - (v - lo) / (hi - lo)) if math.isfinite(v) else None for v in values]
-    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys) if y is not None)
-    dots = "".join(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='1.8'/>"
-                   for x, y in zip(xs, ys) if y is not None) if n <= 30 else ""  # more: a line reads better
-    seconds = sum(float(s) for s in curve.get("seconds") or [] if s is not None)
-    return (f"<svg class=lc width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img'>"
-            f"<title>val_accuracy per epoch ({n} epochs, {seconds:.1f} s of training)</title>"
-            f"<path d='M{left} {top}V{height - bottom}H{width - right}'/>"
-            f"<text x='{width - right}' y='{top + 4}' text-anchor='end'>val_accuracy</text>"
-            f"<text x='{left - 3}' y='{top + 4}' text-anchor='end'>{hi:.3f}</text>"
-            f"<text x='{left - 3}' y='{height - bottom}' text-anchor='end'>{lo:.3f}</text>"
-            f"<text x='{left}' y='{height - 4}'>1</text>"
-            f"<text x='{width - right}' y='{height - 4}' text-anchor='end'>epoch {n} · {seconds:.0f} s</text>"
-            f"<polyline points='{points}'/>{dots}</svg>")
 
 
 def _curves_png(rows: pd.DataFrame, records: dict[tuple[Any, ...], dict[str, Any]], front: _Front) -> bytes | None:
@@ -602,70 +545,3 @@ def _header(name: str, csv: Path, rows: pd.DataFrame, n_records: int, front: _Fr
     return (f"<h1>bcpareto report: {html.escape(name)}</h1>"
             f"<p class=meta><code>{html.escape(str(csv))}</code> · {' · '.join(facts)} · made {made}</p>"
             f"<nav>{links}</nav>")
-
-
-# --- HTML -----------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            return ""
-        return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    if isinstance(value, (int, np.integer)) and abs(int(value)) >= 10_000:
-        return f"{int(value):,}"
-    return "" if value is None else str(value)
-
-
-def _cell(value: Any) -> str:
-    return html.escape(_fmt(value))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, escape_headers: bool = True) -> str:
-    head = "".join(f"<th>{html.escape(str(h)) if escape_headers else h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, str) else html.escape(_fmt(v))}</td>" for v in row)
-                   + "</tr>" for row in rows)
-    return f"<div class=tw><table class=t><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-
-
-def _img(png: bytes, alt: str) -> str:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as image:
-        width, height = image.size
-    data = base64.b64encode(png).decode("ascii")
-    return f"<img alt='{html.escape(alt)}' width='{width}' height='{height}' src='data:image/png;base64,{data}'>"
-
-
-def _notes(notes: Sequence[str]) -> str:
-    return "<ul class=notes>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
-
-
-def _section(anchor: str, title: str, body: str) -> str:
-    return f"<section id={anchor}><h2>{html.escape(title)}</h2>{body}</section>"
-
-
-_SHADES = ("#fff", "#eef4fb", "#dce9f6", "#c6dbef", "#a6cbe3", "#82b5da", "#5d9ecd", "#3d85bd", "#2369a8", "#08468c")
-_ERRORS = ("#fff", "#fdf0ea", "#fde0d2", "#fcc9b1", "#fbac8d", "#f88b69", "#f0684a", "#de4733", "#c22b23", "#9a1218")
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:1em 1.5em;color:#222;background:#fff}
-h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.meta{color:#555;margin:.2em 0}nav a{margin-right:.3em}img{max-width:100%;height:auto}
-.tw{overflow-x:auto}table.t{border-collapse:collapse;font-size:13px}.t th,.t td{border:1px solid #ddd;padding:2px 6px;text-align:right}
-.t th{background:#f4f6f8;vertical-align:bottom}.t small{font-weight:normal;color:#2a5d9f}
-details{border:1px solid #e3e3e3;border-radius:4px;margin:3px 0;padding:2px 8px}summary{cursor:pointer}
-b.f{color:#1d7a33}.m{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start;padding:6px 0}
-table.cm,table.rc,table.kv{border-collapse:collapse;font-size:12px}.cm td{width:3.2em;text-align:right;padding:1px 4px;border:1px solid #ddd}
-.cm th,.rc th,.kv th{font-weight:normal;color:#555;text-align:left;padding:1px 4px}caption{font-size:11px;color:#555;text-align:left}
-.rc td.r{position:relative;width:120px;padding:1px 4px}.rc i{position:absolute;left:0;top:2px;bottom:2px;background:#c6dbef}
-.rc span{position:relative}.kv td{padding:1px 4px;font-family:ui-monospace,monospace;font-size:11px}
-svg.lc{font:9px sans-serif;fill:#555}svg.lc path{fill:none;stroke:#999}svg.lc polyline{fill:none;stroke:#1f77b4;stroke-width:1.5}
-svg.lc circle{fill:#1f77b4}.n{color:#777;font-size:12px}pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:12px}
-""" + "".join(f".c{i}{{background:{c}{';color:#fff' if i > 5 else ''}}}" for i, c in enumerate(_SHADES)) \
-    + "".join(f".e{i}{{background:{c}{';color:#fff' if i > 5 else ''}}}" for i, c in enumerate(_ERRORS))
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")

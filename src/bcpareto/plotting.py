@@ -6,6 +6,10 @@ matplotlib state. Values arrive in the objectives' own units; "max" objectives s
 are on the axes. An axis whose values span more than LOG_SPAN times is drawn on a log scale;
 the title is wrapped to the figure's width; point labels are placed once the layout is known,
 so that none covers another label or a front point.
+
+One module, though over 400 lines: every figure here shares those scales, unit labels, title
+fitting and label placement, and the no-pyplot discipline; the numbers they draw are computed
+by their callers (report.py, cvreport.py) and pareto.py.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Reads the seed's logs as they are and ours. Everything is validated before anything is
 written; the three outputs are written to temporary files in the output folder and renamed
 into place only once all three exist, so a failure leaves no partial output.
+
+One module, though over 400 lines: `bcpareto plot` reads top to bottom as one pipeline (read and
+validate the CSVs, compute the fronts and hypervolume, name the axes and title, write the three
+outputs), each step on the same objectives and tables; the drawing is plotting.py's and the
+math pareto.py's.
 """
 
 from __future__ import annotations

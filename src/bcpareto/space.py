@@ -41,34 +41,41 @@ separable net of experiments/recipe.md (issue 13), the most accuracy per byte me
 ``dense_units`` neurons (a constant width, the simplest fixed-length encoding; a funnel would
 be one more parameter). Kernel sizes take choices or one fixed value, not a range, since a
 range would sample even sizes; image sizes too, since each is decoded once before the search.
+
+One module, though over 400 lines: the table above (``PARAMETERS``) is the contract between the
+sheet reader and :meth:`SearchSpace.point`, so a new parameter is one entry there, its checks
+and its use in ``point``, side by side. Opening the workbook, matching headers and naming cells
+is workbook.py's.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import GridSpecError
-from .gridspec import (
-    BLOCK_TYPES,
-    MAX_IMAGE_SIDE,
-    MIN_IMAGE_SIDE,
-    GridPoint,
-    _blank,
-    _col_letter,
-    _header_problems,
-    _match_headers,
-    _open_workbook,
-    _parse_blocks,
+from .gridspec import BLOCK_TYPES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, GridPoint, parse_blocks
+from .workbook import (
+    blank,
+    cell_number,
+    cell_ref,
+    cell_value,
+    check_header,
+    find_sheet,
+    header_hint,
+    match_headers,
+    missing_columns,
+    parse_yes_no,
+    sheet_error,
 )
 
 SHEET = "space"  # the sheet's name (any case); the grid stays on the first sheet
 
-# Canonical header names and the spellings accepted, normalised by gridspec._normalise_header.
+# Canonical header names and the spellings accepted, normalised by workbook.normalise_header.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "name": ("name", "parameter", "param"),
     "low": ("low", "min", "minimum", "from"),
@@ -76,7 +83,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "log": ("log", "log scale"),
     "choices": ("choices", "choice", "values", "options"),
 }
-_YES, _NO = ("yes", "true", "y"), ("no", "false", "n")
 
 
 @dataclass(frozen=True)
@@ -239,25 +245,18 @@ def read_space(path: Path | str) -> SearchSpace | None:
     Every bad cell is reported in one GridSpecError, each naming the file, the sheet and
     the cell, as for the grid sheet.
     """
-    path = Path(path)
-    workbook = _open_workbook(path)
-    try:
-        sheet = next((s for s in workbook.worksheets if s.title.strip().lower() == SHEET), None)
-        if sheet is None:
-            return None
-        title = sheet.title
-        rows = [tuple(r) for r in sheet.iter_rows(values_only=True)]
-    finally:
-        workbook.close()
-    where = f"{path}, sheet '{title}'"
-    if not rows or all(_blank(v) for v in rows[0]):
+    sheet = find_sheet(Path(path), SHEET)
+    if sheet is None:
+        return None
+    where = sheet.where
+    if sheet.empty:
         raise GridSpecError(
-            f"{where}: the sheet is empty; expected a header row {_header_hint()} and one row "
+            f"{where}: the sheet is empty; expected a header row {header_hint(COLUMNS)} and one row "
             "per parameter"
         )
-    header_problems = _header_problems(rows[0], COLUMNS)
-    columns = _locate_columns(rows[0], where, header_problems=header_problems)
-    data_rows = [(i, r) for i, r in enumerate(rows[1:], start=2) if not all(_blank(v) for v in r)]
+    header_problems = check_header(sheet.header, COLUMNS)
+    columns = _locate_columns(sheet.header, where, header_problems=header_problems)
+    data_rows = sheet.data_rows()
     if not data_rows:
         raise GridSpecError(
             f"{where}: no parameter row under the header; expected one row per parameter, "
@@ -295,43 +294,36 @@ def read_space(path: Path | str) -> SearchSpace | None:
             "more than 0; expected a dense_units row, e.g. low 16, high 256"
         )
     if problems:
-        raise GridSpecError(f"{where}:\n  " + "\n  ".join(problems))
+        raise sheet_error(where, problems)
     return SearchSpace(tuple(parameters))
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _header_hint() -> str:
-    return "with columns " + ", ".join(f"'{c}'" for c in COLUMNS)
-
-
 def _locate_columns(
-    header: tuple[Any, ...], where: str, *, header_problems: Sequence[str] = ()
+    header: tuple[Any, ...], where: str, *, header_problems: list[str]
 ) -> dict[str, int]:
-    found = _match_headers(header, COLUMNS)
+    found = match_headers(header, COLUMNS)
     missing = []
     if "name" not in found:
         missing.append("name")
     if not ({"low", "high"} <= found.keys() or "choices" in found):
         missing.append("low and high, or choices")
     if missing:
-        present = ", ".join(repr(v) for v in header if not _blank(v)) or "none"
-        raise GridSpecError(
-            f"{where}, row 1: missing column(s) {'; '.join(missing)}; found headers {present}; "
-            f"expected a header row {_header_hint()}"
-            + "".join(f"\n  {p}" for p in header_problems)
+        raise missing_columns(
+            where, header, missing="; ".join(missing), header_problems=header_problems,
+            expected=f"a header row {header_hint(COLUMNS)}",
         )
     return found
 
 
 def _ref(columns: dict[str, int], column: str, row: int) -> str:
-    return f"cell {_col_letter(columns[column])}{row} ({column})"
+    return cell_ref(columns[column], row, column)
 
 
 def _cell(row: tuple[Any, ...], columns: dict[str, int], column: str) -> Any:
-    col = columns.get(column)
-    return row[col] if col is not None and col < len(row) else None
+    return cell_value(row, columns.get(column))
 
 
 def _parse_row(
@@ -341,27 +333,27 @@ def _parse_row(
     raw_name = _cell(row, columns, "name")
     ref = _ref(columns, "name", number)
     known = f"one of {', '.join(PARAMETERS)}"
-    if _blank(raw_name):
+    if blank(raw_name):
         return None, None, [f"{ref}: empty cell; expected a parameter name, {known}"]
     name = re.sub(r"[\s-]+", "_", str(raw_name).strip().lower())
     if name not in PARAMETERS:
         return None, None, [f"{ref}: {str(raw_name).strip()!r} is not a parameter; expected {known}"]
     spec = PARAMETERS[name]
     low, high, log, choices = (_cell(row, columns, c) for c in ("low", "high", "log", "choices"))
-    has_range = not (_blank(low) and _blank(high))
+    has_range = not (blank(low) and blank(high))
     problems: list[str] = []
 
-    log_value, problem = _parse_log(log)
+    log_value, problem = parse_yes_no(log)
     if problem:
         problems.append(f"{_ref(columns, 'log', number)}: {problem}; expected yes, no, true, "
                         "false or a blank cell")
-    if has_range and not _blank(choices):
+    if has_range and not blank(choices):
         problems.append(
             f"{_ref(columns, 'choices', number)}: {name} has a low-high range and choices; "
             f"expected one or the other: {_examples(spec)}"
         )
         return name, None, problems
-    if not has_range and _blank(choices):
+    if not has_range and blank(choices):
         problems.append(
             f"{ref}: {name} has neither a low-high range nor choices; expected "
             f"{_examples(spec)}"
@@ -381,7 +373,7 @@ def _parse_row(
         return name, Parameter(name, "categorical", choices=values), []
 
     if spec.kind == "block":
-        col = "low" if not _blank(low) else "high"
+        col = "low" if not blank(low) else "high"
         problems.append(
             f"{_ref(columns, col, number)}: block takes choices, not a range; expected "
             f"the choices cell to hold e.g. [{', '.join(BLOCK_TYPES)}]"
@@ -430,31 +422,6 @@ def _examples(spec: _Spec) -> str:
     return f"low and high (e.g. {spec.range_example}) or {choices}" if spec.range_example else choices
 
 
-def _parse_log(raw: object) -> tuple[bool, str | None]:
-    if _blank(raw):
-        return False, None
-    if isinstance(raw, bool):
-        return raw, None
-    text = str(raw).strip().lower()
-    if text in _YES:
-        return True, None
-    if text in _NO:
-        return False, None
-    return False, f"{str(raw).strip()!r} is not yes or no"
-
-
-def _number(raw: object) -> float | int | None:
-    """A number from a number cell or a cell of text such as '3' or '0.5'; else None."""
-    if isinstance(raw, str):
-        try:
-            raw = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        return None
-    return raw
-
-
 def _check_value(value: float, spec: _Spec) -> tuple[float | None, str | None]:
     """Coerce one number to the parameter's type (ints must be whole: Excel's 3.0 is 3), or
     say why not, as "not ..." for the caller's sentence."""
@@ -470,9 +437,9 @@ def _check_value(value: float, spec: _Spec) -> tuple[float | None, str | None]:
 
 
 def _parse_bound(raw: object, spec: _Spec) -> tuple[Any, str | None]:
-    if _blank(raw):
+    if blank(raw):
         return None, "empty cell"
-    value = _number(raw)
+    value = cell_number(raw)
     if value is None:
         return None, f"{str(raw).strip()!r} is not a number"
     checked, reason = _check_value(value, spec)
@@ -481,7 +448,7 @@ def _parse_bound(raw: object, spec: _Spec) -> tuple[Any, str | None]:
 
 def _parse_choices(raw: object, spec: _Spec) -> tuple[tuple[Any, ...], str | None]:
     if spec.kind == "block":
-        return _parse_blocks(raw)
+        return parse_blocks(raw)
     if isinstance(raw, str):
         text = raw.strip()
         try:
