@@ -5,8 +5,9 @@ created or written (read-only, full, a file where the folder should be) is repor
 process, naming the folder and why, and the command goes on without keeping anything new (what
 is already there is still read). A cache file that cannot be read back (torn, truncated,
 edited) is reported, discarded and computed again. The modules that cache (data.py, groups.py,
-distill.py) write each entry under a temporary name and rename it into place, so an entry is
-whole or absent, and remove the temporary file whatever happens.
+distill.py) write each entry through ``write_atomic``, the one atomic writer every file bcpareto
+writes goes through (a temporary file beside the target, flushed, renamed into place, removed
+whatever happens), so an entry is whole or absent.
 
 ``BCPARETO_CACHE`` naming a regular file (the user's setting, not the environment's state) is
 a warning too, not exit 2: the decision (issue 29) is that a setting that only decides where
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -112,3 +114,27 @@ def _state(exc: OSError, root: Path) -> str:
     if exc.errno is None and "requested and" in why:  # numpy's short write: a full disk or a size limit
         return f"full (a write stopped short: {why})"
     return f"not writable ({why})"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` (str is written as UTF-8) so readers never see half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def new_file_mode() -> int:
+    """What open() gives a new file: 0o666 less the umask. mkstemp's temporary files are 0600
+    whatever the umask, so without a chmod every file bcpareto writes would be private."""
+    mask = os.umask(0o077)  # only os.umask tells the umask: read it and set it straight back
+    os.umask(mask)
+    return 0o666 & ~mask

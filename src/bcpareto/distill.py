@@ -9,8 +9,8 @@ its probabilities are cached as .npy under cache.cache_dir(); every later studen
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .config import Teacher, TrainConfig
-from .cache import cache_dir
+from .cache import cache_dir, write_atomic
 from .data import Split
 from .errors import ArtefactError, BcParetoError, ConfigError
 from .model import N_CLASSES
@@ -154,17 +154,15 @@ def _predict(model: Any, images: np.ndarray, *, batch_size: int) -> np.ndarray:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """A cache entry appears whole or not at all; an unwritable cache only costs recomputing."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    """A cache entry appears whole or not at all (cache.write_atomic); an unwritable cache only
+    costs recomputing."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(tmp, array)
-        os.replace(tmp, path)
+        write_atomic(path, buffer.getvalue())
     except OSError:
         pass
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def training_targets(labels: np.ndarray, soft: np.ndarray) -> np.ndarray:

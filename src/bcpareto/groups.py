@@ -39,7 +39,6 @@ import json
 import os
 import random
 import statistics
-import threading
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -294,18 +293,16 @@ def _features_for(paths: list[str], stamps: Mapping[str, list], *, workers: int 
 
 
 def _save_features(file: Path, features: _Features, *, echo: Callable[[str], None] | None) -> None:
-    """Written under a temporary name and renamed: a full disk leaves neither half a file nor
-    the temporary one (it is said once, and nothing more is written)."""
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+    """Written atomically (cache.write_atomic): a full disk leaves neither half a file nor a
+    temporary one (it is said once, and nothing more is written)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, p0=features.points[0], p1=features.points[1],
+             d0=features.descriptors[0], d1=features.descriptors[1])
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, p0=features.points[0], p1=features.points[1],
-                 d0=features.descriptors[0], d1=features.descriptors[1])
-        os.replace(tmp, file)
+        cache.write_atomic(file, buffer.getvalue())
     except OSError as exc:
         cache.write_failed(exc, echo=echo)
-    finally:
-        _remove(tmp)
 
 
 # --------------------------------------------------------------------------- grouping one class
@@ -581,18 +578,13 @@ def _default_workers() -> int:
 
 
 def _write_groups(path: Path, data: bytes, *, echo: Callable[[str], None] | None) -> None:
-    """Atomic, and never fatal: a cache that cannot take it is said once (cache.py); the
-    temporary file is removed whatever happens."""
+    """Atomic (cache.write_atomic), and never fatal: a cache that cannot take it is said once."""
     if cache.writable_cache_dir("groups", echo=echo) is None:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        cache.write_atomic(path, data)
     except OSError as exc:
         cache.write_failed(exc, echo=echo)
-    finally:
-        _remove(tmp)
 
 
 def _remove(path: Path) -> None:

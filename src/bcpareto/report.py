@@ -12,8 +12,6 @@ math pareto.py's.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -599,25 +597,25 @@ def _front_table(
 
 
 def _write_outputs(out_dir: Path, *, figure, front_table: pd.DataFrame) -> tuple[Path, ...]:
-    """Write all outputs to temporary files, then rename them into place."""
+    """Render all outputs first, then write each atomically (cache.write_atomic)."""
+    import io
+
+    from .cache import write_atomic
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"--out {out_dir}: cannot create the output folder ({error})") from None
     finals = tuple(out_dir / name for name in OUTPUT_NAMES)
-    token = uuid.uuid4().hex[:12]  # unique temporary names; files get the usual permissions
-    temps = [out_dir / f".{final.name}.{token}.tmp" for final in finals]
-    try:
-        figure.savefig(temps[0], format="png", dpi=PNG_DPI)
+    png, svg = io.BytesIO(), io.BytesIO()
+    try:  # nothing is written until all three are rendered
+        figure.savefig(png, format="png", dpi=PNG_DPI)
         figure.set_layout_engine("none")  # keep the layout just computed: no second pass
         with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays searchable text
-            figure.savefig(temps[1], format="svg", metadata={"Date": None})
-        front_table.to_csv(temps[2], index=False)
-        for temp, final in zip(temps, finals):
-            os.replace(temp, final)
+            figure.savefig(svg, format="svg", metadata={"Date": None})
+        contents = (png.getvalue(), svg.getvalue(), front_table.to_csv(index=False))
+        for final, content in zip(finals, contents):
+            write_atomic(final, content)
     except OSError as error:
         raise BcParetoError(f"could not write the outputs in {out_dir}: {error}") from None
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
     return finals

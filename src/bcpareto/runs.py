@@ -6,7 +6,7 @@
     <run_dir>/runs/<study>/grid_<id>_predictions.npz  class probabilities on validation and TEST
     <run_dir>/runs/<study>/images_<digest>.npz    the scored images: path, class, source group, fold
 
-Every file bcpareto writes goes through ``write_atomic`` (or ``save_keras_atomic``): written to a
+Every file bcpareto writes goes through ``write_atomic`` (cache.py; ``save_keras_atomic`` for Keras): written to a
 temporary file beside the target, flushed, then renamed, so a crash never leaves half a file.
 A model's record is written last and holds the sha256 and size of each of its files
 (``artefacts``), so a file replaced, truncated or deleted later is caught before it is used
@@ -33,28 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cache import new_file_mode, write_atomic
 from .errors import ArtefactError, BcParetoError, ConfigError
 
 if TYPE_CHECKING:
     import keras
 
 RUNS = "runs"
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` (str is written as UTF-8) so readers never see half of it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_keras_atomic(model: keras.Model, path: Path) -> None:
@@ -65,19 +50,11 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
         with warnings.catch_warnings():  # Keras 3.15 + numpy 2 warn inside save(); not ours to fix
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             model.save(tmp)
-        os.chmod(tmp, _new_file_mode())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _new_file_mode() -> int:
-    """What open() gives a new file: 0o666 less the umask. mkstemp's temporary files are 0600
-    whatever the umask, so without a chmod every file bcpareto writes would be private."""
-    mask = os.umask(0o077)  # only os.umask tells the umask: read it and set it straight back
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def study_dir(run_dir: Path, study: str) -> Path:
