@@ -33,6 +33,7 @@ REPORTED_ON_TEST = ("test_accuracy", "int8_test_accuracy")  # shown beside a fro
 PROTOCOL = "chosen on validation, reported on TEST"
 REPEAT_KEY = ("study", "grid_id")  # rows of one model trained with several seeds (--repeats)
 ID_COLUMN = "grid_id"
+DEFAULT_OUT = "pareto_outputs"  # where `bcpareto plot` writes unless --out says
 OUTPUT_NAMES = ("pareto_front.png", "pareto_front.svg", "pareto_front.csv")
 PNG_DPI = 150
 MAX_PRINTED = 100  # front rows printed; pareto_front.csv has them all
@@ -85,7 +86,7 @@ def plot_report(
     y: str | None = None,
     z: str | None = None,
     ref: Sequence[float] | None = None,
-    out_dir: Path | str = "pareto_outputs",
+    out_dir: Path | str = DEFAULT_OUT,
 ) -> PlotReport:
     """Load metrics CSVs, find the Pareto front(s), write PNG, SVG and front CSV to ``out_dir``.
 

@@ -190,5 +190,13 @@ def _echo_to(as_json: bool) -> Any:
     return say
 
 
+def _csv_name() -> str:
+    from ..metrics_log import (
+        CSV_NAME,  # here, not at the top: `--help` imports no numpy
+    )
+
+    return CSV_NAME
+
+
 def main() -> None:
     cli()

@@ -8,6 +8,7 @@ import click
 
 from ..backends import check_backend
 from .main import (
+    _csv_name,
     _data_dir_option,
     _echo_to,
     _errors,
@@ -45,7 +46,6 @@ def export_command(
     from ..export import export_trial
     from ..quiet import import_tensorflow
     from ..runs import check_creatable_dir, find_trial
-
     from ..tracking import open_tracker, parse_track
 
     with _errors():
@@ -118,7 +118,7 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
 
         click.echo(json.dumps({"study": done.study, "grid_id": done.grid_id, "refined_from": grid_id,
                                "row": {k: json_value(v) for k, v in row.items()},
-                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+                               "metrics_csv": str(run_dir / _csv_name())}, indent=2))
         return
     click.echo(f"Done: grid point {done.grid_id} (refined from {grid_id}, {row['epochs']} epochs in all): "
                f"val_accuracy {row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}"
@@ -166,7 +166,7 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
         import json
 
         click.echo(json.dumps({"measured": [dataclasses.asdict(f) for f in filled], "not_measured": done.bad,
-                               "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2, default=float))
+                               "metrics_csv": str(run_dir / _csv_name())}, indent=2, default=float))
     else:
         click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
     if done.bad:  # exit 1: the good models are measured, these are not

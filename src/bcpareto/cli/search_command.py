@@ -20,6 +20,7 @@ from .main import (
     SAMPLER_CHOICES,
     BadInput,
     WorkersType,
+    _csv_name,
     _data_dir_option,
     _echo_to,
     _errors,
@@ -275,7 +276,7 @@ def _storage_faults(request: Any) -> Iterator[None]:
 
 def _search_summary(summary: Any, request: Any, *, as_json: bool, worker: bool = False) -> None:
     """The closing lines of a search (a worker of --workers N leaves the summary to its parent)."""
-    csv_path = request.run_dir / "metrics_log.csv"
+    csv_path = request.run_dir / _csv_name()
     if as_json:
         import dataclasses
         import json
@@ -344,7 +345,7 @@ def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> No
             "failed": list(state.failed), "remaining": state.remaining, "trained_now": outcome.trained_now,
             "workers": outcome.workers,
             "wall_seconds": round(outcome.wall_seconds, 1), "interrupted": bool(outcome.interrupted),
-            "metrics_csv": str(run_dir / "metrics_log.csv")}, indent=2))
+            "metrics_csv": str(run_dir / _csv_name())}, indent=2))
     else:
         click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
                    f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.trained_now} trained now, "
