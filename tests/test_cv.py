@@ -267,7 +267,7 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     out = _finish(_start(tmp_path, *args), timeout=400)
-    assert "Done: 4/4 grid points completed" in out, out  # 2 points x 2 folds
+    assert "Done: 4/4 models completed" in out, out  # 2 points x 2 folds
     done = [t for t in _trials(url) if t.state.name == "COMPLETE"]  # each (grid id, fold) once
     assert sorted((t.user_attrs["grid_id"], t.user_attrs["repeat"]) for t in done) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")

@@ -180,7 +180,7 @@ def search(
         with _storage_faults(request):
             if workers > 1:
                 _finish_workers(search_in_workers(request, workers=workers, echo=say), run_dir=run_dir,
-                                as_json=as_json)
+                                n_points=len(request.points), as_json=as_json)
                 return
             summary = run_search(request, echo=say)
     _search_summary(summary, request, as_json=as_json)
@@ -334,7 +334,7 @@ def _strategy(path: Path, *, config: Any, sampler: str, n_trials: int | None,
     return strategy
 
 
-def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> None:
+def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False, n_points: int = 0) -> None:
     """The summary line of `search --workers N`, and its exit code."""
     state = outcome.state
     if as_json:
@@ -347,9 +347,10 @@ def _finish_workers(outcome: Any, *, run_dir: Path, as_json: bool = False) -> No
             "wall_seconds": round(outcome.wall_seconds, 1), "interrupted": bool(outcome.interrupted),
             "metrics_csv": str(run_dir / _csv_name())}, indent=2))
     else:
-        click.echo(f"Done: {state.completed}/{state.grid_size} grid points completed, {len(state.failed)} "
+        noun = "grid points" if not n_points or state.grid_size == n_points else "models"  # folds, repeats, draws
+        click.echo(f"Done: {state.completed}/{state.grid_size} {noun} completed, {len(state.failed)} "
                    f"failed, {state.remaining} remaining in study '{state.name}' ({outcome.trained_now} trained now, "
-                   f"{outcome.workers} workers, {outcome.wall_seconds:.0f} s); results in {run_dir / 'metrics_log.csv'}")
+                   f"{outcome.workers} workers, {outcome.wall_seconds:.0f} s); results in {run_dir / _csv_name()}")
     if outcome.interrupted:
         click.echo("Interrupted: running models are marked not completed; run the same command "
                    "again to resume.", err=True)
