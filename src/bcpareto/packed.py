@@ -234,7 +234,10 @@ def _layers() -> Any:
                                                    trainable=False)
 
         def call(self, x: Any, member_mask: Any, training: bool | None = None) -> Any:
-            mean, variance = self.moving_mean, self.moving_variance
+            # variables as tensors first: JAX's tracing takes no Keras variable inside ops.where
+            moving_mean = ops.convert_to_tensor(self.moving_mean)
+            moving_variance = ops.convert_to_tensor(self.moving_variance)
+            mean, variance = moving_mean, moving_variance
             if training:
                 n = x.shape[-1]
                 weight = ops.repeat(ops.cast(member_mask, x.dtype), n // self.members, axis=1)  # (B, M*C)
@@ -246,12 +249,12 @@ def _layers() -> Any:
                 safe = ops.maximum(count, 1.0)
                 batch_mean = ops.sum(x * weight, axis=axes) / safe
                 batch_variance = ops.sum(ops.square(x - batch_mean) * weight, axis=axes) / safe
-                mean = ops.where(some, batch_mean, self.moving_mean)
-                variance = ops.where(some, batch_variance, self.moving_variance)
-                self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-                self.moving_variance.assign(
-                    self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-            return (x - mean) * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+                mean = ops.where(some, batch_mean, moving_mean)
+                variance = ops.where(some, batch_variance, moving_variance)
+                self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+                self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            scale = ops.rsqrt(variance + self.epsilon) * ops.convert_to_tensor(self.gamma)
+            return x * scale + (ops.convert_to_tensor(self.beta) - mean * scale)  # two passes over x
 
         def member_weights(self, i: int) -> list[np.ndarray]:
             c = self.gamma.shape[0] // self.members
