@@ -31,13 +31,29 @@ Seeds: member m starts from the weights ``build_model`` makes under its own seed
 standalone training of that member starts from); its dropout masks are its own elements of the
 packed tensor, independent of the other members'.
 
-Construction measured on this project's CPU (Intel Xeon, 2 cores shared, 2026-12-08; batch 40,
-96 px, M = 5, ms per training step, median of 5 after warm-up, `python benchmarks/bench_packed.py
---construction`). For the full convolutions between packed tensors (the conv family's blocks 2+)
-two forms were timed: Keras' grouped convolution (``ops.conv`` with ``groups`` = M) and M
-convolutions on channel slices, concatenated:
+Construction measured on this project's CPU (AMD EPYC, 2 cores, shared: load average 7-9
+during the run, so within a row only; 2026-12-07; 96 px, M = 5, batch 40 packed and 32
+standalone, random pixels, ms per training step (train_on_batch), median of 5 after 2 warm-ups;
+`python benchmarks/bench_packed.py --construction`). Full convolutions between packed tensors
+(the conv family's blocks 2+) were timed as Keras' grouped convolution (``ops.conv`` with
+groups = M) and as M convolutions on channel slices, concatenated ("split"):
 
-    CONSTRUCTION_TABLE
+    model (edge_grid_mobile id)   backend     5 x standalone  branches  packed groups  packed split
+    smallest (6, 2.8k params)     tensorflow       532           252         279           378
+    8k separable (4)              tensorflow       341           688         972           869
+    largest conv (2, 228k)        tensorflow     4,877         6,517      71,198         7,073
+    smallest (6)                  jax            1,559         1,488           -             -
+    8k separable (4)              jax            1,750         2,476           -             -
+    largest conv (2)              jax            8,685        20,941           -             -
+
+TensorFlow's grouped convolution on this CPU is 10x slower than the split form (71 s a step),
+hence "split" for TensorFlow. JAX's packed rows are missing: that run hit a bug in the masked
+BatchNorm under JAX (fixed since; the JAX tests pass); "split" is used there too until it is
+measured. On random data, without the input pipeline, one packed step costs about what the M
+standalone steps cost together or more (the masked BatchNorm is several unfused passes where
+Keras' is one fused op): whatever packing gains comes from the per-step fixed costs it shares
+(decoding, augmentation, the input pipeline, Python, dispatch), which benchmarks/bench_packed.py
+measures on real batches (benchmarks/README.md).
 
 Member results: ``train_packed`` returns, per member, the unpacked model and the TrialResult
 ``trial.train_and_evaluate`` would return for it (trial.finish_trial writes both): validation is
