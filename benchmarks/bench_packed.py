@@ -40,7 +40,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _machine import cpu_name  # benchmarks/_machine.py, beside this script
 
@@ -55,7 +57,7 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
 
 
-def _point(grid_id: int, image_size: int):  # noqa: ANN202
+def _point(grid_id: int, image_size: int) -> Any:
     from bcpareto.gridspec import read_grid
 
     point = next(p for p in read_grid(GRID) if p.grid_id == grid_id)
@@ -124,7 +126,7 @@ def construction(args: argparse.Namespace, backend: str) -> list[dict]:
     mask = (rng.random((batch, m)) < 0.8).astype("float32")
     y = np.concatenate([labels[:, None].astype("float32"), mask], axis=1)
 
-    def timed(step) -> float:  # noqa: ANN001
+    def timed(step: Callable[[], Any]) -> float:
         for _ in range(2):
             step()
         times = []
@@ -140,20 +142,20 @@ def construction(args: argparse.Namespace, backend: str) -> list[dict]:
         row = {"grid_id": grid_id, "model": IDS.get(grid_id, str(grid_id)), "backend": backend, "members": m}
         single = build_model(point, config=config)
         single.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        row["standalone_x_m_ms"] = round(m * timed(lambda: single.train_on_batch(x[:32], labels[:32])), 1)
+        row["standalone_x_m_ms"] = round(m * timed(lambda single=single: single.train_on_batch(x[:32], labels[:32])), 1)
         inputs = keras.Input(x.shape[1:])
         models = [build_model(point, config=config) for _ in range(m)]
         for i, model in enumerate(models):
             model.name = f"{model.name}_member{i}"  # a functional model's operations need unique names
         branches = keras.Model(inputs, [model(inputs) for model in models])
         branches.compile(optimizer="adam", loss=["sparse_categorical_crossentropy"] * m)
-        row["branches_ms"] = timed(lambda: branches.train_on_batch(x, [labels] * m))
+        row["branches_ms"] = timed(lambda branches=branches: branches.train_on_batch(x, [labels] * m))
         for grouped in ("groups", "split"):
             try:
                 packed = pack(point, config=config, seeds=list(range(m)), grouped=grouped)
                 packed.model.compile(optimizer="adam", loss=packed_loss(m, smoothing=0.0))
                 row[f"packed_{grouped}_ms"] = timed(
-                    lambda: packed.model.train_on_batch({"pixels": x, "mask": mask}, y))  # noqa: B023
+                    lambda packed=packed: packed.model.train_on_batch({"pixels": x, "mask": mask}, y))
             except Exception as exc:  # noqa: BLE001 - a backend without grouped convolutions on CPU
                 row[f"packed_{grouped}_ms"] = f"fails: {type(exc).__name__}: {str(exc)[:120]}"
         out.append(row)
@@ -190,7 +192,7 @@ def main() -> None:
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
                "PYTHONPATH": str(ROOT / "src")}
         # the child's rows stream to stderr as they finish (a long run shows its progress)
-        done = subprocess.run([sys.executable, __file__, "--child", *argv], env=env, stdout=subprocess.PIPE, text=True)
+        done = subprocess.run([sys.executable, __file__, "--child", *argv], env=env, stdout=subprocess.PIPE, text=True, check=False)
         if done.returncode:
             sys.exit(f"{backend} child failed (its messages above)")
         rows += json.loads(done.stdout.strip().splitlines()[-1])

@@ -75,7 +75,7 @@ import numpy as np
 
 from .backends import set_seed
 from .config import TrainConfig
-from .data import DataSplits, eval_dataset, fit_input, training_dataset
+from .data import DataSplits, fit_input, training_dataset
 from .errors import TrialFailed
 from .gridspec import GridPoint
 from .model import N_CLASSES, build_model, check_memory, cost, h5_size_mb
