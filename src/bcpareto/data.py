@@ -549,14 +549,15 @@ def fit_input(batches: keras.utils.PyDataset, *, epochs: int) -> Any:
     import tensorflow as tf
 
     steps = len(batches)
-    x0, y0 = batches.batch(0, 0)
+    first = batches.batch(0, 0)  # (x, y); x may be a dict of arrays (packed.py: pixels and masks)
+    flat0 = keras.tree.flatten(first)
 
-    def make(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return batches.batch(int(k) // steps, int(k) % steps)
+    def make(k: np.ndarray) -> list[np.ndarray]:
+        return keras.tree.flatten(batches.batch(int(k) // steps, int(k) % steps))
 
-    def one(k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(make, [k], (tf.float32, tf.as_dtype(y0.dtype)), stateful=False)
-        return tf.ensure_shape(x, x0.shape), tf.ensure_shape(y, y0.shape)
+    def one(k: tf.Tensor) -> Any:
+        flat = tf.numpy_function(make, [k], [tf.as_dtype(a.dtype) for a in flat0], stateful=False)
+        return keras.tree.pack_sequence_as(first, [tf.ensure_shape(t, a.shape) for t, a in zip(flat, flat0)])
 
     ds = tf.data.Dataset.range(epochs * steps)
     return ds.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -141,16 +141,16 @@ def train_and_evaluate(
                           f"{data.train.images.shape[1]} px ones")
     # settings
     started = time.perf_counter()
-    fold = None
-    if data.folds is not None:  # cross-validation: this model's fold holds out 1/K of TRAIN's smears
-        fold, data_folds = repeat % data.n_folds, data.n_folds
+    fold = fold_of(data, repeat=repeat)
+    if fold is not None:  # cross-validation: this model's fold holds out 1/K of TRAIN's smears
+        data_folds = data.n_folds
         data = data.for_fold(fold)
     targets = None  # distillation: the teacher's probabilities on TRAIN (cached), before the seed
     if config.teacher is not None:
         from .distill import soft_targets, training_targets
 
         targets = training_targets(data.train.labels, soft_targets(config.teacher, data.train))
-    seed = config.seed + point.grid_id + 1000 * repeat
+    seed = seed_of(point, config=config, repeat=repeat)
     set_seed(seed)
     measures = cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     check_memory(point, config=config)  # a point too big for this machine fails with the reason
@@ -201,10 +201,8 @@ def train_and_evaluate(
             "try a lower learning_rate"
         )
 
-    common = {**point.params(), "repeat": repeat,
-              **({"fold": fold, "n_folds": data_folds} if fold is not None else {}),
-              "seed": seed, "n_params": measures.n_params,
-              "float32_mb": measures.float32_mb, "macs": measures.macs, "backend": keras.backend.backend()}
+    common = common_columns(point, repeat=repeat, fold=fold, n_folds=data_folds if fold is not None else 0,
+                            seed=seed, measures=measures)
     if stopped:
         keras.backend.clear_session()
         return TrialResult(row={
@@ -217,6 +215,44 @@ def train_and_evaluate(
             "wall_seconds": round(time.perf_counter() - started, 2),
         }, confusion=[], model_path=None, curve=curve.as_dict())
 
+    result = finish_trial(model, point, config=config, data=data, last=last, epochs=len(history["loss"]),
+                          curve=curve, size_mb=size_mb, common=common, started=started,
+                          model_dir=model_dir, repeat=repeat)
+    keras.backend.clear_session()
+    return result
+
+
+def seed_of(point: GridPoint, *, config: TrainConfig, repeat: int) -> int:
+    """The seed model ``repeat`` of ``point`` trains with (its weights, dropout and batch order)."""
+    return config.seed + point.grid_id + 1000 * repeat
+
+
+def fold_of(data: DataSplits, *, repeat: int) -> int | None:
+    """The fold repeat r holds out under cross-validation (r % K), else None."""
+    return repeat % data.n_folds if data.folds is not None else None
+
+
+def common_columns(point: GridPoint, *, repeat: int, fold: int | None, n_folds: int, seed: int,
+                   measures: Any) -> dict[str, Any]:
+    """The row's columns that identify the model: the point, repeat, fold, seed, cost, backend."""
+    import keras
+
+    return {**point.params(), "repeat": repeat,
+            **({"fold": fold, "n_folds": n_folds} if fold is not None else {}),
+            "seed": seed, "n_params": measures.n_params,
+            "float32_mb": measures.float32_mb, "macs": measures.macs, "backend": keras.backend.backend()}
+
+
+def finish_trial(
+    model: Any, point: GridPoint, *, config: TrainConfig, data: DataSplits, last: dict[str, float],
+    epochs: int, curve: _Curve, size_mb: float, common: dict[str, Any], started: float,
+    model_dir: Path | None, repeat: int,
+) -> TrialResult:
+    """A trained model -> its TrialResult: TEST and validation predictions, edge figures, saved
+    files, the CSV row. ``data`` is the model's own split (one fold's, under cross-validation);
+    ``last`` its last epoch's train_loss/accuracy (``loss``, ``accuracy``) and ``val_loss``/
+    ``val_accuracy``. Shared by train_and_evaluate and the packed trainer (packed.py)."""
+    train, val = data.train, data.val
     # evaluate on held-out TEST (and per class), from the trained model; keep the probabilities
     eval_batch = max(config.batch_size, 64)
     test = _evaluate(model, data.test, batch_size=eval_batch)
@@ -259,7 +295,7 @@ def train_and_evaluate(
         "n_train": len(train),
         "n_val": len(val),
         "n_test": len(data.test),
-        "epochs": len(history["loss"]),
+        "epochs": epochs,
         "image_size": config.image_size,
         "color_mode": config.color_mode,
         "cell_crop": config.cell_crop,
@@ -271,7 +307,6 @@ def train_and_evaluate(
         "train_seconds": round(sum(curve.seconds), 2),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    keras.backend.clear_session()
     return TrialResult(
         row=row, confusion=test["confusion"], model_path=model_path,
         edge_protocol=edge.protocol if edge is not None else None, curve=curve.as_dict(),
