@@ -23,9 +23,9 @@ from bcpareto.gridspec import GridPoint
 from bcpareto.model import build_model, cost
 
 from .conftest import ROOT
-from .test_blocks import POINTS as BLOCK_POINTS
+from .blocks import POINTS as BLOCK_POINTS
 
-# Every block type and shape feature (tests/test_blocks.py's points), plus an inverted residual
+# Every block type and shape feature (tests/blocks.py), plus an inverted residual
 # without a stem: its first expansion conv reads the shared input, its second block adds.
 POINTS = {**BLOCK_POINTS,
           "inverted_residual_no_stem": GridPoint(6, (8, 8), (3, 3), (6,), block="inverted_residual",
@@ -89,7 +89,9 @@ def _check(result: dict[str, Any]) -> None:
     assert result["members_differ"] > 1e-3, result  # other seeds, other weights: the test can fail
 
 
-@pytest.mark.parametrize("name", sorted(POINTS))
+# one case in the fast tier (about 3 s); the others build and run 5 more models each: slow
+@pytest.mark.parametrize("name", [n if n == "conv_stem_strides_width" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(POINTS)])
 def test_every_member_unpacks_to_the_standalone_model_with_the_same_predictions(name: str) -> None:
     _check(equivalence(name))
 
