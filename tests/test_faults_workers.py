@@ -163,7 +163,7 @@ def test_ctrl_z_stops_the_workers_too_and_a_hangup_interrupts_them(tmp_path: Pat
 @needs_data
 @pytest.mark.train
 def test_a_stdout_nobody_reads_then_closed_never_holds_a_worker_up(tmp_path: Path, data_dir: Path) -> None:
-    """`search --workers 2 | head -n 5` with each worker printing 20,000 lines (over 1 MB)."""
+    """`search --workers 2 | head -n 12` with each worker printing 20,000 lines (over 1 MB)."""
     _setup(tmp_path, GRID_2)
     pauses = tmp_path / "pauses"
     pauses.mkdir()
@@ -179,8 +179,8 @@ def test_a_stdout_nobody_reads_then_closed_never_holds_a_worker_up(tmp_path: Pat
     # lines are out, far past a pipe's 64 KiB.
     _wait_for_markers(pauses, "train", 2, proc)
     assert proc.stdout is not None
-    head = [proc.stdout.readline() for _ in range(5)]
-    proc.stdout.close()  # head -n 5 exits
+    head = [proc.stdout.readline() for _ in range(12)]  # the parent's header, then its workers' lines
+    proc.stdout.close()  # head -n 12 exits
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err  # the search's result, not its display's
     assert "Traceback" not in err, err

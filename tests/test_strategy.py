@@ -284,9 +284,9 @@ def test_a_sampler_stuck_on_one_model_still_trains_n_trials_new_ones(
 ) -> None:
     """A converged sampler proposes a model the study has: that one is told, and the next is a
     random draw, so --n-trials new models are trained (without the rule: 1, then 25 repeats)."""
-    import bcpareto.search
+    import bcpareto.study
 
-    monkeypatch.setattr(bcpareto.search, "make_sampler", lambda strategy: stuck_sampler())
+    monkeypatch.setattr(bcpareto.study, "make_sampler", lambda strategy: stuck_sampler())
     sheet = write_workbook(tmp_path / "s.xlsx", SPACE)  # 8 models
     result = _search(tmp_path, sheet, "--sampler", "tpe", "--n-trials", "3")
     assert result.exit_code == 0, result.output
