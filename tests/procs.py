@@ -117,3 +117,11 @@ def _csv(run_dir: Path, n_points: int) -> list[dict[str, str]]:
 
 def _sqlite(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'bcpareto.db').resolve()}"
+
+
+def wait_for_pause(pauses: Path, phase: str, proc: subprocess.Popen[str], *, timeout: float = 240) -> None:
+    """Until the search ``proc`` reaches pause point ``phase`` (bcpareto.pausepoints); fails if it ends first."""
+    deadline = time.monotonic() + timeout
+    while not list(pauses.glob(f"{phase}.*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)

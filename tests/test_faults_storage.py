@@ -19,7 +19,7 @@ from bcpareto.cli import cli
 from bcpareto.storage import default_storage_url, open_storage, storage_lock
 
 from .conftest import copy_subset, needs_data
-from .procs import GRID_2, GRID_4, _env, _finish, _setup, _start
+from .procs import GRID_2, GRID_4, _env, _finish, _setup, _start, wait_for_pause
 
 
 @pytest.mark.parametrize("name", ["what-if?", "a%25b", "hash#tag", "two words"])
@@ -127,10 +127,7 @@ def test_a_postgresql_restart_mid_search_loses_nothing_and_exits_0(tmp_path: Pat
     proc = _start(tmp_path, "--run-dir", "run", "--data-dir", str(copy_subset(tmp_path / "data", per_class=4)), "--workers", "1",
                   "--storage", url, "--study", "restarted",
                   env=_env(BCPARETO_PAUSE_AT="csv", BCPARETO_PAUSE_DIR=str(pauses), BCPARETO_PAUSE_SECONDS="2"))
-    deadline = time.monotonic() + 240
-    while not list(pauses.glob("csv.*")):  # the first model told: the server restarts under the search
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
+    wait_for_pause(pauses, "csv", proc)  # the first model told: the server restarts under the search
     _pg_ctl(folder, "-m", "fast", "restart")
     out = _finish(proc)
     assert proc.returncode == 0, out
@@ -151,10 +148,7 @@ def test_the_server_down_as_a_model_finishes_stops_with_a_message_and_the_rerun_
     args = ("--run-dir", "run", "--data-dir", str(data), "--workers", "1", "--storage", url, "--study", "down")
     proc = _start(tmp_path, *args, env=_env(BCPARETO_PAUSE_AT="recorded", BCPARETO_PAUSE_DIR=str(pauses),
                                             BCPARETO_PAUSE_SECONDS="3"))
-    deadline = time.monotonic() + 240
-    while not list(pauses.glob("recorded.*")):  # the model's files saved, the study not yet told
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
+    wait_for_pause(pauses, "recorded", proc)  # the model's files saved, the study not yet told
     _pg_ctl(folder, "-m", "fast", "stop")
     out = _finish(proc)
     assert proc.returncode == 1, out
@@ -185,10 +179,7 @@ def test_a_kill_right_after_a_model_is_told_leaves_its_row_in_the_csv(tmp_path: 
     data = copy_subset(tmp_path / "data", per_class=4)
     proc = _start(tmp_path, "--run-dir", "run", "--data-dir", str(data), "--workers", "1",
                   env=_env(BCPARETO_PAUSE_AT="csv", BCPARETO_PAUSE_DIR=str(pauses), BCPARETO_PAUSE_SECONDS="120"))
-    deadline = time.monotonic() + 240
-    while not list(pauses.glob("csv.*")):  # told complete; metrics_log.csv not yet rewritten after it
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
+    wait_for_pause(pauses, "csv", proc)  # told complete; metrics_log.csv not yet rewritten after it
     proc.kill()
     proc.wait(timeout=30)
     assert _csv_units(tmp_path / "run" / "metrics_log.csv") == [("0", "0")]
@@ -204,10 +195,7 @@ def test_the_study_database_deleted_mid_search_stops_with_a_message_and_the_reru
     args = ("--run-dir", "run", "--data-dir", str(copy_subset(tmp_path / "data", per_class=4)), "--workers", "1")
     proc = _start(tmp_path, *args, env=_env(BCPARETO_PAUSE_AT="recorded", BCPARETO_PAUSE_DIR=str(pauses),
                                             BCPARETO_PAUSE_SECONDS="3"))
-    deadline = time.monotonic() + 240
-    while not list(pauses.glob("recorded.*")):  # the model's files saved, the study not yet told
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
+    wait_for_pause(pauses, "recorded", proc)  # the model's files saved, the study not yet told
     (tmp_path / "run" / "bcpareto.db").unlink()
     out = _finish(proc)
     assert proc.returncode == 1, out
