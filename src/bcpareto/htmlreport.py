@@ -31,9 +31,9 @@ import pandas as pd
 
 from . import __version__, htmlpage
 from .errors import ColumnError, ConfigError
+from .metrics_log import CSV_NAME
 from .runs import RUNS, check_creatable_dir, record_files, study_dir, write_atomic
 
-METRICS_CSV = "metrics_log.csv"
 DATA_CHECK_JSON = "data_check.json"  # looked for in the run folder: `bcpareto data check --json` output
 CURVES_DPI = 100
 MAX_CURVE_LEGEND = 10  # front models named in the learning-curve figure's legend
@@ -87,7 +87,7 @@ def html_report(run: Path | str, *, out: Path | str = "report.html", study: str 
     front = _front(csv, rows, run_dir=run_dir, study=study)
     curves = _curves_png(rows, records, front)
 
-    name = csv.parent.name if csv.name == METRICS_CSV else csv.stem
+    name = csv.parent.name if csv.name == CSV_NAME else csv.stem
     n_records = sum(_row_key(r, i, rows) in records for i, r in enumerate(_iter(rows)))
     sections = [
         _header(name, csv, rows, n_records, front),
@@ -120,9 +120,9 @@ def format_html_report(report: HtmlReport) -> str:
 def _locate(run: Path) -> tuple[Path, Path]:
     """(metrics CSV, run folder holding runs/)."""
     if run.is_dir():
-        csv = run / METRICS_CSV
+        csv = run / CSV_NAME
         if not csv.is_file():
-            raise ConfigError(f"{run}: no {METRICS_CSV} in this folder; expected a run folder (the "
+            raise ConfigError(f"{run}: no {CSV_NAME} in this folder; expected a run folder (the "
                               f"--run-dir of a search) or a metrics CSV")
         return csv, run
     if not run.is_file():

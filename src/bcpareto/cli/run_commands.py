@@ -124,7 +124,7 @@ def refine(grid_id: int, epochs: int, learning_rate: float | None, data_dir: Pat
                f"val_accuracy {row['val_accuracy']:.3f}, test_accuracy {row['test_accuracy']:.3f}"
                + (f", int8 TEST {row['int8_test_accuracy']:.3f}, int8 {row['tflite_int8_mb']:.4f} MB"
                   if "int8_test_accuracy" in row else "")
-               + f"; in study '{done.study}' and {run_dir / 'metrics_log.csv'}")
+               + f"; in study '{done.study}' and {run_dir / _csv_name()}")
 
 
 @cli.command("edge")
@@ -168,7 +168,7 @@ def edge_command(run_dir: Path, data_dir: Path | None, storage: str | None, stud
         click.echo(json.dumps({"measured": [dataclasses.asdict(f) for f in filled], "not_measured": done.bad,
                                "metrics_csv": str(run_dir / _csv_name())}, indent=2, default=float))
     else:
-        click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / 'metrics_log.csv'}")
+        click.echo(f"Done: {len(filled)} model(s) measured; results in {run_dir / _csv_name()}")
     if done.bad:  # exit 1: the good models are measured, these are not
         raise click.ClickException(f"{len(done.bad)} model(s) not measured, their files are bad:\n"
                                    + "\n".join(f"  {line}" for line in done.bad))
