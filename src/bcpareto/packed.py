@@ -78,7 +78,7 @@ from .config import TrainConfig
 from .data import DataSplits, fit_input, training_dataset
 from .errors import TrialFailed
 from .gridspec import GridPoint
-from .model import N_CLASSES, build_model, check_memory, cost, h5_size_mb
+from .model import N_CLASSES, build_model, check_memory, cost, h5_size_mb, memory_limit_bytes, train_memory_bytes
 from .trial import (
     TrialResult,
     _batch_end,
@@ -94,6 +94,33 @@ from .trial import (
 # How full convolutions between packed tensors run: "groups" (one grouped ops.conv) or "split"
 # (M convolutions on channel slices); chosen per backend by the measurement in the docstring.
 GROUPED_CONV = {"tensorflow": "split", "jax": "split"}
+
+
+# `search --pack auto`: up to 5 units of a grid point trained together. Measured on this
+# project's 2-core CPU (benchmarks/README.md, "Packed training"), M = 5 against 5 sequential
+# trainings, TensorFlow: 5.66x the summed images/s for the 8k separable net (2.95x once warm),
+# 1.31x for the largest edge-grid model (1.11x once warm); JAX 2.01x and 1.19x. No size lost.
+# A GPU was never lent to measure M there: auto takes the CPU's figure on one too.
+AUTO_PACK = 5
+
+
+def pack_size(point: GridPoint, *, config: TrainConfig, wanted: int) -> tuple[int, str | None]:
+    """How many members of ``point``, up to ``wanted``, to train packed so that the packed step
+    fits this machine's memory (about n times one member's step at the packed batch), and the
+    reason when fewer than ``wanted``."""
+    config = config.at(point)
+    folds = config.folds if config.validation == "cv" else 0
+    batch = math.ceil(config.batch_size * folds / (folds - 1)) if folds > 1 else config.batch_size
+    one = train_memory_bytes(point, image_size=config.image_size, channels=config.channels,
+                             padding=config.padding, batch_size=batch)
+    have = memory_limit_bytes()
+    n = max(1, wanted)
+    while n > 1 and n * one > have:
+        n -= 1
+    if n == wanted:
+        return n, None
+    return n, (f"grid point {point.grid_id}: {wanted} models packed need about {wanted * one / 2**30:,.1f} GiB, "
+               f"more than this machine's {have / 2**30:,.1f} GiB: packs of {n}")
 
 
 @dataclass(frozen=True)

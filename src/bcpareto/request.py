@@ -46,6 +46,7 @@ class SearchRequest:
     on_bad_image: str = "skip"
     strategy: Strategy = field(default_factory=Strategy)
     tracking: Tracking | None = None
+    pack: int = 1  # units of one grid point claimed and trained together (packed.py); 1: one at a time
 
     def check(self) -> None:
         """Everything cheap to check, before anything is created (check_search_inputs)."""

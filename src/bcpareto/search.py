@@ -18,7 +18,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,7 @@ class _Search:
         self.waiting_for: list[tuple[int, int]] = []
         self.proposals = RepeatedProposals(seed=self.strategy.seed + 1000 * worker_index)
         self.stop = False
+        self.pack_warned: set[int] = set()
 
     def _counts(self) -> str:
         running = running_units(self.study)
@@ -179,11 +180,9 @@ class _Search:
                           "(the same command with a larger --budget-minutes continues the study)")
                 self.summary.budget_spent = True
                 break
-            claim = self.claim()
-            if claim is not None:
-                result = self.train(claim)
-                if result is not None:
-                    self.record(claim, result)
+            claims = self.claim()
+            for claim, result in self.train(claims):
+                self.record(claim, result)
         update_metrics_csv(self.study, self.request.run_dir, echo=self.echo)  # also what others finished
         rows = completed_rows(self.study)  # the grid's own models: refined children have ids of their own
         self.summary.completed = len(rows if self.strategy.sampled
@@ -193,15 +192,17 @@ class _Search:
 
     # -- step 1: claim ---------------------------------------------------------------------------
 
-    def claim(self) -> _Claim | None:
-        """The next unit to train, or None (nothing claimable now; ``self.stop`` once all is done).
+    def claim(self) -> list[_Claim]:
+        """The next unit to train, with up to ``request.pack - 1`` more waiting units of the same
+        grid point to train packed with it; none when nothing is claimable now (``self.stop``
+        once all is done).
 
         An interrupt is held back during the claim and, once a trial is claimed, marks it failed
         ("interrupted", requeued): otherwise it could leave the claimed trial RUNNING until its
         heartbeats went stale."""
         import optuna
 
-        claimed, point = None, None
+        claimed, point, more = None, None, []
         try:
             with interrupts.deferred(), storage_lock(self.storage, self.url, self.name):
                 optuna.storages.fail_stale_trials(self.study)
@@ -224,25 +225,44 @@ class _Search:
                         tell_failed(self.study, claimed[0], reason[:1000])
                         self.summary.failed.append(f"trial {claimed[0].number}: {reason[:300]}")
                         self.echo(f"  FAILED trial {claimed[0].number}: {reason[:300]}")
-                        return None
+                        return []
+                    for _ in range(self._pack_for(point) - 1):  # the point's other waiting units
+                        extra = claim_next(self.study, self.storage, grid_id=point.grid_id)
+                        if extra is None:
+                            break
+                        more.append(extra)
                     pause_point("claimed")
             interrupts.check()  # one that came during the claim (a claimed trial is requeued)
             if claimed is None:
                 self._wait_for_others()
-                return None
+                return []
             self.waiting_for = []
-            trial, trial_id = claimed
-            trial.set_user_attr("worker", self.worker)
-            repeat = int(trial.user_attrs.get("repeat", 0))
-            claim = _Claim(trial, trial_id, point, repeat, unit_label(point.grid_id, repeat, folds=self.folds))
-            if self._duplicate(claim):
-                return None
+            claims = []
+            for trial, trial_id in [claimed, *more]:
+                trial.set_user_attr("worker", self.worker)
+                repeat = int(trial.user_attrs.get("repeat", 0))
+                claims.append(_Claim(trial, trial_id, point, repeat,
+                                     unit_label(point.grid_id, repeat, folds=self.folds)))
+            if self._duplicate(claims[0]):  # a sampled draw: never packed
+                return []
             self.proposals.count(repeated=False)
-            return claim
+            return claims
         except KeyboardInterrupt:
-            if claimed is not None:
-                tell_failed(self.study, claimed[0], "interrupted")
+            for trial, _ in [claimed, *more] if claimed is not None else []:
+                tell_failed(self.study, trial, "interrupted")
             raise
+
+    def _pack_for(self, point: GridPoint) -> int:
+        """How many units of ``point`` to train together: ``--pack``, fewer when memory says so."""
+        if self.request.pack <= 1:
+            return 1
+        from .packed import pack_size
+
+        n, reason = pack_size(point, config=self.config, wanted=self.request.pack)
+        if reason is not None and point.grid_id not in self.pack_warned:
+            self.pack_warned.add(point.grid_id)
+            self.echo(f"  {reason}")
+        return n
 
     def _wait_for_others(self) -> None:
         """Nothing waiting: done if nothing runs either, else poll for units that may come back."""
@@ -276,16 +296,67 @@ class _Search:
 
     # -- step 2: train (unless a gate decides first) --------------------------------------------
 
-    def train(self, claim: _Claim) -> Any | None:
+    def train(self, claims: list[_Claim]) -> list[tuple[_Claim, Any]]:
+        """(claim, TrialResult) of each claimed unit that trained: one alone, or several of one
+        grid point packed into one model (packed.py). A unit decided without training (a gate)
+        or failed is told to the study here and left out."""
+        if not claims:
+            return []
+        if len(claims) == 1:
+            result = self._train_one(claims[0])
+            return [(claims[0], result)] if result is not None else []
+        return self._train_packed(claims)
+
+    def _train_packed(self, claims: list[_Claim]) -> list[tuple[_Claim, Any]]:
+        """Train the claimed units of one grid point as one packed model. If the packed training
+        fails (not an interrupt, not the machine), each unit is trained alone instead, so that a
+        member's own failure (a NaN loss, memory) stays that member's."""
+        from .packed import members_for, train_packed
+
+        point = claims[0].point
+        try:
+            self._announce(claims[0], packed_with=claims[1:])
+            claims = [c for c in claims if not self._decided_without_training(c)]
+            if len(claims) <= 1:
+                return [(c, r) for c in claims if (r := self._train_one(c, announce=False)) is not None]
+            data = self.by_size[self.config.at(point).image_size]
+            members = members_for(point, config=self.config, data=data, repeats=[c.repeat for c in claims])
+            with contextlib.ExitStack() as beats:
+                for claim in claims:
+                    beats.enter_context(Heartbeat(self.storage, claim.trial_id))
+                results = train_packed(point, members, config=self.config, data=data, model_dir=self.artefacts)
+            return [(c, r.result) for c, r in zip(claims, results, strict=True)]
+        except KeyboardInterrupt:
+            for claim in claims:
+                tell_failed(self.study, claim.trial, "interrupted")
+            raise
+        except MetricsLogError:
+            raise
+        except Exception as exc:
+            if interrupts.received():
+                for claim in claims:
+                    tell_failed(self.study, claim.trial, "interrupted")
+                raise KeyboardInterrupt from exc
+            if environment_fault(exc):
+                for claim in claims[1:]:
+                    tell_failed(self.study, claim.trial, f"{ENVIRONMENT_FAULT}(packed with {claims[0].label})")
+                self._stop_for_environment(claims[0], exc)
+            reason = redact(str(exc) if isinstance(exc, TrialFailed) else f"{type(exc).__name__}: {exc}", self.url)
+            self.echo(f"  packed training of {len(claims)} models of grid point {point.grid_id} failed "
+                      f"({reason.splitlines()[0][:200]}): training them one at a time")
+            return [(c, r) for c in claims if (r := self._train_one(c)) is not None]
+
+    def _train_one(self, claim: _Claim, *, announce: bool = True) -> Any | None:
         """The unit's TrialResult, or None when it was decided without training or failed
         (told to the study here). Whatever fails in these steps is this unit's failure."""
         from .trial import train_and_evaluate
 
         point, repeat, label = claim.point, claim.repeat, claim.label
         try:
-            self._announce(claim)
-            if self._decided_without_training(claim):
-                return None
+            if announce:
+                self._announce(claim)
+                if self._decided_without_training(claim):
+                    return None
             judge = make_judge(self.study, claim.trial, strategy=self.strategy, epochs=self.config.epochs,
                                label=label, echo=self.echo) if self.strategy.halving else None
             with Heartbeat(self.storage, claim.trial_id):
@@ -302,10 +373,11 @@ class _Search:
             self._failed(claim, exc)
             return None
 
-    def _announce(self, claim: _Claim) -> None:
-        retry_of = self.storage.get_trial(claim.trial_id).system_attrs.get("failed_trial")
-        if retry_of is not None:
-            self.echo(f"  {claim.label}: retrying trial {retry_of}, whose worker stopped")
+    def _announce(self, claim: _Claim, *, packed_with: Sequence[_Claim] = ()) -> None:
+        for unit in (claim, *packed_with):
+            retry_of = self.storage.get_trial(unit.trial_id).system_attrs.get("failed_trial")
+            if retry_of is not None:
+                self.echo(f"  {unit.label}: retrying trial {retry_of}, whose worker stopped")
         elapsed = clock(time.perf_counter() - self.started)
         if self.strategy.sampled:
             self.echo(f"[{len(study_units(self.study))}/{self.total or '?'}] {claim.label} (trial "
@@ -319,6 +391,9 @@ class _Search:
             self.echo(f"{claim.label}: {claim.point.describe()} (trial {claim.trial.number}; {len(rows)}/"
                       f"{self.total} completed in the study) | elapsed {elapsed} | "
                       + study_eta_line(rows, self.todo, config=self.config))
+        if packed_with:
+            self.echo(f"  packed with {', '.join(c.label.removeprefix(f'grid point {claim.point.grid_id} ') for c in packed_with)}"
+                      f" (--pack {self.request.pack}): {1 + len(packed_with)} models trained as one")
 
     def _decided_without_training(self, claim: _Claim) -> bool:
         """A device limit broken, raced out, or complete files of an earlier run: told, not trained."""
@@ -437,7 +512,8 @@ class _Search:
             )
             self.echo(f"  warning: {label} stayed at chance level ({self.summary.at_chance[-1]})")
         self._csv()
-        self.progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
+        share = result.row["wall_seconds"] / max(1, int(result.row.get("pack") or 1))  # of a packed model's time
+        self.progress.finish(point, repeat, seconds=share, row=result.row)
         # after the CSV: a tracker that hangs or fails costs no row (it never raises)
         self.tracker.log_model(point.grid_id, repeat=repeat, point_params=point.params(), row=result.row,
                                curve=result.curve, tags={"trial": claim.trial.number})

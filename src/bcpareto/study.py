@@ -134,9 +134,10 @@ def needs_queueing(trials: list[optuna.trial.FrozenTrial], *, retry_failed: bool
 
 
 def claim_next(
-    study: optuna.Study, storage: optuna.storages.RDBStorage
+    study: optuna.Study, storage: optuna.storages.RDBStorage, *, grid_id: int | None = None
 ) -> tuple[optuna.Trial, int] | None:
-    """Take the lowest-numbered WAITING trial; the storage makes WAITING -> RUNNING atomic.
+    """Take the lowest-numbered WAITING trial (of grid point ``grid_id`` when given: the further
+    members of a packed group); the storage makes WAITING -> RUNNING atomic.
 
     The heartbeat is recorded before the state changes, so a worker killed at any instant leaves
     no RUNNING trial without a heartbeat (Optuna never takes such a trial as stale).
@@ -146,6 +147,8 @@ def claim_next(
 
     study_id = storage.get_study_id_from_name(study.study_name)
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if grid_id is not None and grid_id_of(waiting) != grid_id:
+            continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         storage.record_heartbeat(trial_id)
         try:
