@@ -20,7 +20,7 @@ HEADER, ROW = TINY_GRID  # dense_layers, neurons, filters, kernel_sizes; two gri
 # header, the cell it sits in, what the message must suggest (None: nothing is close)
 BAD_HEADERS = {
     "blok": ("E1", "did you mean block?"),
-    "prune": ("E1", None),
+    "dropout": ("E1", None),  # (prune was unknown until the prune column came)
     "kernal size": ("E1", "did you mean kernel_sizes?"),
     "stide": ("E1", "strides"),
 }

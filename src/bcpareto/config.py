@@ -94,12 +94,20 @@ class TrainConfig:
     distill_temperature: float = 4.0  # softens the teacher's ranking of wrong classes; T 2 lost more than 4
     distill_weight: float = 0.5  # w on the soft term; 0.5 lost less than 0.9 (experiments/recipe.md "Distillation")
     teacher: Teacher | None = None  # set by --teacher, never by a preset
+    # Pruned grid points (the sheet's prune column): epochs of fine-tuning the pruned model after
+    # its parent trained for `epochs`; 0 = half of `epochs`, rounded up (not tuned by measurement)
+    prune_finetune_epochs: int = 0
     seed: int = 0
     grid: str | None = None  # grid sheet; relative: beside the preset, else shipped (None: DEFAULT_GRID)
 
     @property
     def channels(self) -> int:
         return 1 if self.color_mode == "grayscale" else 3
+
+    @property
+    def finetune_epochs(self) -> int:
+        """Epochs a pruned model is fine-tuned for: prune_finetune_epochs, else half of epochs."""
+        return self.prune_finetune_epochs or -(-self.epochs // 2)
 
     def at(self, point: GridPoint) -> TrainConfig:
         """This preset as one grid point trains: with the point's own image size, if its sheet
@@ -122,6 +130,8 @@ class TrainConfig:
             data.pop("strip_tflite_names")
         if not self.int8_per_tensor:
             data.pop("int8_per_tensor")
+        if not self.prune_finetune_epochs:
+            data.pop("prune_finetune_epochs")
         if self.validation != "cv":  # folds change nothing then: old study names stay
             data.pop("folds")
         if self.teacher is None:  # distillation settings change nothing then: old study names stay
@@ -217,7 +227,7 @@ _KINDS = {  # key -> (expected TOML type(s), how the message names it)
     "batch_size": (int, "a whole number"), "epochs": (int, "a whole number"),
     "warmup_epochs": (int, "a whole number"), "latency_runs": (int, "a whole number"),
     "seed": (int, "a whole number"), "limit_per_class": (int, "a whole number"),
-    "folds": (int, "a whole number"),
+    "folds": (int, "a whole number"), "prune_finetune_epochs": (int, "a whole number"),
     "bn_momentum": (float, "a number"), "conv_dropout": (float, "a number"),
     "dense_dropout": (float, "a number"), "learning_rate": (float, "a number"),
     "weight_decay": (float, "a number"), "label_smoothing": (float, "a number"),
@@ -230,6 +240,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {  # key -> (low, high, what the 
     "batch_size": (1, MAX_BATCH_SIZE, f"1-{MAX_BATCH_SIZE}"),
     "epochs": (1, MAX_EPOCHS, f"1-{MAX_EPOCHS}"),
     "warmup_epochs": (0, MAX_EPOCHS, f"0-{MAX_EPOCHS}"),
+    "prune_finetune_epochs": (0, MAX_EPOCHS, f"0-{MAX_EPOCHS} (0: half of epochs)"),
     "latency_runs": (1, MAX_LATENCY_RUNS, f"1-{MAX_LATENCY_RUNS}"),
     "seed": (0, 2**32 - 1, "0-4294967295"),
     "limit_per_class": (1, 10**9, "a positive whole number"),

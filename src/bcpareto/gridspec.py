@@ -33,10 +33,14 @@ one, means the default, which is the earlier model exactly:
 - ``image_size`` [48, 64] (default: the preset's ``image_size``): the side in pixels the model
   takes, so one sheet can compare resolutions. It wins over the preset and ``--image-size``
   for the points of its row.
+- ``prune`` [0.5] (default: none): train the point as it stands (the parent), then keep this
+  fraction of the channels of every block, the stem and every dense layer, chosen by BatchNorm
+  scale (prune.py), and fine-tune the smaller model (the preset's ``prune_finetune_epochs``).
+  Each fraction is in (0, 1]; 1 keeps every channel (the same schedule without pruning).
 
 Within a row everything is crossed: each block type x dense pair x filter list x stem x width
 (x expansion, for inverted_residual only) x image size. Loop order: block outer, then the
-earlier dense pair and filter list, then stem, width, expansion and image size inner; the earlier sheets' points keep their
+earlier dense pair and filter list, then stem, width, expansion, image size and prune inner; the earlier sheets' points keep their
 numbers. For families that should not be crossed, use another row. No TensorFlow here.
 
 Any other header is an error naming the close column names (a misspelled ``blok`` would
@@ -52,7 +56,8 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from itertools import product
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +105,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "width": ("width", "width multiplier", "widths"),
     "expansion": ("expansion", "expansion ratio", "expansions", "expand ratio"),
     "image_size": ("image size", "image sizes", "resolution", "resolutions", "input size", "px"),
+    "prune": ("prune", "prune fraction", "pruning", "kept fraction", "fraction kept", "channels kept"),
 }
 
 BLOCK_TYPES = ("conv", "separable", "inverted_residual")
@@ -128,6 +134,7 @@ _EXPECTED = {
     "expansion": "a list of positive integers, e.g. [4, 6], in a row with an inverted_residual "
     "block",
     "image_size": f"a list of image sides in pixels, each {MIN_IMAGE_SIDE}-{MAX_IMAGE_SIDE}, e.g. [48, 64]",
+    "prune": "a list of fractions of channels kept after pruning, each in (0, 1], e.g. [0.5, 0.75]",
 }
 
 
@@ -149,6 +156,12 @@ class GridPoint:
     width: float = 1.0  # multiplies every filter count and the stem
     expansion: int = DEFAULT_EXPANSION  # inverted_residual only
     image_size: int = 0  # the side in pixels this model takes; 0 = the preset's image_size
+    prune: float | None = None  # fraction of channels kept after pruning a trained parent; None = no pruning
+
+    @property
+    def parent(self) -> GridPoint:
+        """The model trained before pruning: this point without ``prune`` (itself if unpruned)."""
+        return replace(self, prune=None) if self.prune is not None else self
 
     @property
     def dense_layers(self) -> int:
@@ -193,6 +206,8 @@ class GridPoint:
             values["expansion"] = self.expansion
         if self.image_size:
             values["image_size"] = self.image_size
+        if self.prune is not None:
+            values["prune"] = self.prune
         return values
 
     def describe(self) -> str:
@@ -336,6 +351,8 @@ def _parse_numbers(raw: object, *, kind: str) -> tuple[Any, str | None]:
             return None, f"the list has {v!r}, not 0 or a positive integer"
         if kind == "width" and not v > 0:
             return None, f"the list has {v!r}, not a positive number"
+        if kind == "fraction" and not 0 < v <= 1:
+            return None, f"the list has {v!r}, not a fraction of channels kept in (0, 1]"
         if kind == "side" and (isinstance(v, float) or not MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE):
             return None, f"the list has {v!r}, not a whole number of pixels from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE}"
     if kind != "stride" and len(set(value)) != len(value):
@@ -350,6 +367,7 @@ _OPTIONAL_PARSERS = {
     "width": lambda raw: _parse_numbers(raw, kind="width"),
     "expansion": lambda raw: _parse_numbers(raw, kind="count"),
     "image_size": lambda raw: _parse_numbers(raw, kind="side"),
+    "prune": lambda raw: _parse_numbers(raw, kind="fraction"),
 }
 
 
@@ -415,7 +433,8 @@ def _expand(cells: dict[str, Any], options: dict[str, Any], *, first_id: int) ->
                 for stem in options.get("stem", (0,)):
                     for width in options.get("width", (1.0,)):
                         for expansion in expansions:
-                            for side in options.get("image_size", (0,)):
+                            for side, prune in product(options.get("image_size", (0,)),
+                                                       options.get("prune", (None,))):
                                 points.append(
                                     GridPoint(
                                         grid_id=first_id + len(points),
@@ -428,6 +447,7 @@ def _expand(cells: dict[str, Any], options: dict[str, Any], *, first_id: int) ->
                                         width=width,
                                         expansion=int(expansion),
                                         image_size=int(side),
+                                        prune=None if prune is None else float(prune),
                                     )
                                 )
     return points

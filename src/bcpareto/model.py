@@ -17,6 +17,8 @@ The sheet's optional columns (gridspec.py) change the part before the pooling:
     inverted_residual: [Conv2D(t*c, 1) -> BN -> ReLU6] (t > 1) -> DepthwiseConv2D(k, stride)
                        -> BN -> ReLU6 -> Conv2D(f, 1) -> BN, + the input when the shape is kept
     width w:           every filter count (and the stem) times w, rounded, at least 1
+    prune p:           the model delivered after pruning (pruned_point): every width times p;
+                       its parent (point.parent) is what trains first (prune.py copies the weights)
 
 Convolutions followed by BatchNorm have no bias (it would duplicate BatchNorm's beta).
 Cost measures (parameters, multiply-adds, feature-map sizes) are computed analytically, so
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
@@ -57,8 +59,13 @@ def cost(point: GridPoint, *, image_size: int, channels: int, padding: str) -> C
 
     Parameters count everything Keras counts, BatchNorm's moving statistics included (4 per
     channel). Multiply-adds count every convolution (depthwise and 1x1 included) and dense layer;
-    pooling, BatchNorm, activations and the residual additions are not multiply-adds.
+    pooling, BatchNorm, activations and the residual additions are not multiply-adds. A pruned
+    point costs what its pruned model does (pruned_point).
     """
+    if point.prune is not None:
+        cost(point.parent, image_size=image_size, channels=channels, padding=padding)  # a collapse, named
+        child = pruned_point(point, image_size=image_size, channels=channels, padding=padding)
+        return cost(child, image_size=image_size, channels=channels, padding=padding)
     side, c_in, n_params, macs, sides = image_size, channels, 0, 0, []
     if point.stem:
         c = point.stem_channels
@@ -100,6 +107,51 @@ def cost(point: GridPoint, *, image_size: int, channels: int, padding: str) -> C
     return Cost(n_params=n_params, macs=macs, feature_sizes=tuple(sides))
 
 
+def pruned_point(point: GridPoint, *, image_size: int, channels: int, padding: str) -> GridPoint:
+    """The plain GridPoint of the model a pruned point delivers (the point itself if unpruned).
+
+    The stem, every block's output and every dense layer keep round(prune x width) channels (at
+    least 1), from the parent's widths; an inverted-residual block's hidden channels follow from
+    its input (input x expansion), as in any point. Where the parent's block adds its input (a
+    skip connection), the pruned block keeps its input's channels, the same ones (prune.py); where
+    it does not, it keeps one more or one fewer when the rounding would give its input's count, so
+    that pruning never adds a skip connection the parent did not have.
+    """
+    if point.prune is None:
+        return point
+    parent = point.parent
+
+    def keep(n: int) -> int:
+        return max(1, int(n * point.prune + 0.5))
+
+    side, c_parent, c_kept = image_size, channels, channels  # the image's channels are never pruned
+    stem = keep(parent.stem_channels) if parent.stem else 0
+    if parent.stem:
+        side, c_parent, c_kept = _conv_side(side, 3, 2, padding), parent.stem_channels, stem
+    filters = []
+    for block, (f, k, stride) in enumerate(zip(parent.channels, parent.kernel_sizes, parent.block_strides)):
+        kept = keep(f)
+        if parent.block == "conv":
+            out = _conv_side(side, k, 1, padding) // (2 if stride == 2 else 1)
+        else:
+            out = _conv_side(side, k, stride, padding)
+        if parent.block == "inverted_residual" and out == side:
+            if f == c_parent:
+                kept = c_kept  # the parent adds the block's input: the same channels
+            elif kept == c_kept:
+                kept = kept + 1 if kept < f else kept - 1
+                if kept < 1:
+                    raise TrialFailed(
+                        f"grid point {point.grid_id} ({point.describe()}): pruned, inverted_residual "
+                        f"block {block + 1} would keep as many channels as its input and add it; "
+                        "expected a fraction that keeps more channels, or more filters in that block"
+                    )
+        filters.append(kept)
+        side, c_parent, c_kept = out, f, kept
+    return replace(parent, filters=tuple(filters), stem=stem, width=1.0,
+                   neurons=tuple(keep(n) for n in parent.neurons))
+
+
 def _conv_side(side: int, kernel: int, stride: int, padding: str) -> int:
     """Output side of a convolution, as Keras computes it."""
     if padding == "valid":
@@ -134,11 +186,15 @@ def min_image_size(point: GridPoint, *, padding: str) -> int:
 
 
 def build_model(point: GridPoint, *, config: TrainConfig) -> keras.Model:
-    """The Keras model for one grid point, compiled with the preset's loss (not the optimiser)."""
+    """The Keras model for one grid point, compiled with the preset's loss (not the optimiser).
+
+    A pruned point gives the architecture of its pruned model (pruned_point), untrained; its
+    parent's is ``build_model(point.parent, ...)``."""
     import keras
     from keras import layers
 
     config = config.at(point)  # the sheet's image_size column, where the row gives one
+    point = pruned_point(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     cost(point, image_size=config.image_size, channels=config.channels, padding=config.padding)
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs) if config.rescale else inputs
@@ -234,8 +290,10 @@ def train_memory_bytes(point: GridPoint, *, image_size: int, channels: int, padd
 
     float32 weights, their gradients and Adam's two moments (4 copies of every parameter), plus
     one batch of input and of every conv block's activations, kept for the backward pass (about
-    4 tensors per block: conv output, pooled, normalised, dropped out).
+    4 tensors per block: conv output, pooled, normalised, dropped out). A pruned point: its
+    parent's, which trains first and is the wider.
     """
+    point = point.parent
     measures = cost(point, image_size=image_size, channels=channels, padding=padding)
     side, per_image = image_size, image_size * image_size * channels
     for f, k in zip(point.filters, point.kernel_sizes):

@@ -131,7 +131,13 @@ def train_and_evaluate(
     ``stopped_at_epoch`` and ``stop_reason``; its result has ``model_path`` None.
 
     ``initial_model``: train this (already trained) Keras model of the point further instead of a
-    new one, with a fresh optimizer and schedule over ``config.epochs`` (``bcpareto refine``)."""
+    new one, with a fresh optimizer and schedule over ``config.epochs`` (``bcpareto refine``).
+
+    A pruned point (``point.prune``) trains its parent for ``config.epochs`` (the judge sees these
+    epochs), prunes it (prune.py) and fine-tunes the pruned model for ``config.finetune_epochs``
+    with a fresh optimizer and schedule; the row is the pruned model's, with the parent's
+    ``parent_n_params``, ``parent_val_accuracy`` and the schedule (``parent_epochs``,
+    ``prune_finetune_epochs``; ``epochs`` counts both). An ``initial_model`` is not pruned again."""
     import keras
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -163,8 +169,9 @@ def train_and_evaluate(
     val_ds = eval_dataset(val, batch_size=max(config.batch_size, 64))
     steps_per_epoch = len(batches)
 
-    # model: measured the earlier way, as .h5 right after compile
-    model = build_model(point, config=config) if initial_model is None else initial_model
+    # model: measured the earlier way, as .h5 right after compile (a pruned point: its parent first)
+    pruning = point.prune is not None and initial_model is None
+    model = build_model(point.parent, config=config) if initial_model is None else initial_model
     compile_model(model, config, steps_per_epoch=steps_per_epoch)
     size_mb = h5_size_mb(model)
 
@@ -177,6 +184,7 @@ def train_and_evaluate(
     ]
     curve = _Curve()
     callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=curve.begin, on_epoch_end=curve.end))
+    finetune_callbacks = list(callbacks)  # a pruned model's fine-tuning: not judged
     stopped: list[tuple[int, str]] = []
     if judge is not None:
         def on_epoch_end(epoch: int, logs: Any = None) -> None:
@@ -191,18 +199,21 @@ def train_and_evaluate(
         train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
         verbose=verbose, callbacks=callbacks,
     ).history
+    pruned: dict[str, Any] = {}
+    if pruning and not stopped:
+        _check_finite(history, point)
+        model, history, size_mb, pruned = _prune_and_finetune(
+            model, point, config=config, batches=batches, val_ds=val_ds, parent_history=history,
+            callbacks=finetune_callbacks, verbose=verbose)
     last = {k: float(v[-1]) for k, v in history.items()}
     if config.teacher is not None:  # saved like any model: no custom loss that a plain load_model cannot find
         compile_model(model, replace(config, teacher=None), steps_per_epoch=steps_per_epoch,
                       optimizer=model.optimizer)
-    if not all(math.isfinite(last.get(k, math.nan)) for k in ("loss", "val_loss")):
-        raise TrialFailed(
-            f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
-            "try a lower learning_rate"
-        )
+    _check_finite(history, point)
 
     common = common_columns(point, repeat=repeat, fold=fold, n_folds=data_folds if fold is not None else 0,
                             seed=seed, measures=measures)
+    common.update({k: v for k, v in pruned.items() if k != "epochs"})
     if stopped:
         keras.backend.clear_session()
         return TrialResult(row={
@@ -215,11 +226,46 @@ def train_and_evaluate(
             "wall_seconds": round(time.perf_counter() - started, 2),
         }, confusion=[], model_path=None, curve=curve.as_dict())
 
-    result = finish_trial(model, point, config=config, data=data, last=last, epochs=len(history["loss"]),
+    result = finish_trial(model, point, config=config, data=data, last=last,
+                          epochs=pruned.get("epochs", len(history["loss"])),
                           curve=curve, size_mb=size_mb, common=common, started=started,
                           model_dir=model_dir, repeat=repeat)
     keras.backend.clear_session()
     return result
+
+
+def _check_finite(history: dict[str, list[float]], point: GridPoint) -> None:
+    if not all(math.isfinite(float(history.get(k, [math.nan])[-1])) for k in ("loss", "val_loss")):
+        raise TrialFailed(
+            f"grid point {point.grid_id}: the loss became NaN/inf in epoch {len(history['loss'])}; "
+            "try a lower learning_rate"
+        )
+
+
+def _prune_and_finetune(
+    parent: Any, point: GridPoint, *, config: TrainConfig, batches: Any, val_ds: Any,
+    parent_history: dict[str, list[float]], callbacks: list[Any], verbose: int,
+) -> tuple[Any, dict[str, list[float]], float, dict[str, Any]]:
+    """The trained parent -> the pruned model fine-tuned on the same batches, its history, its
+    .h5 size and the row's columns of the parent and the schedule."""
+    from .prune import prune_model
+
+    model = prune_model(parent, point, config=config)
+    finetune = replace(config, epochs=config.finetune_epochs, warmup_epochs=0)
+    compile_model(model, finetune, steps_per_epoch=len(batches))
+    size_mb = h5_size_mb(model)
+    history = model.fit(
+        fit_input(batches, epochs=finetune.epochs), validation_data=val_ds, epochs=finetune.epochs,
+        steps_per_epoch=len(batches), verbose=verbose, callbacks=callbacks,
+    ).history
+    columns = {
+        "parent_n_params": int(parent.count_params()),
+        "parent_val_accuracy": float(parent_history["val_accuracy"][-1]),
+        "parent_epochs": len(parent_history["loss"]),
+        "prune_finetune_epochs": finetune.epochs,
+        "epochs": len(parent_history["loss"]) + len(history["loss"]),
+    }
+    return model, history, size_mb, columns
 
 
 def seed_of(point: GridPoint, *, config: TrainConfig, repeat: int) -> int:
