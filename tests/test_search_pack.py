@@ -100,3 +100,24 @@ def test_pack_trains_a_points_waiting_folds_together_and_records_each_as_alone(
     # int8 bytes: equal but for the conv family's layer names, which carry Keras' process-wide
     # counters ("batch_normalization_20") in the file: any two trainings in one process differ so
     np.testing.assert_allclose(packed_rows["tflite_int8_mb"], single_rows["tflite_int8_mb"], atol=2e-4)
+
+
+@needs_data
+@pytest.mark.train
+def test_a_pruned_point_trains_its_folds_alone_beside_a_packed_one(tmp_path: Path) -> None:
+    from .conftest import write_sheet
+
+    header = ["dense_layers", "neurons", "filters", "kernel_sizes", "block", "stem", "prune"]
+    row = ["[1]", "[[8]]", "[[8, 8]]", "[3, 3]", "separable", "[8]"]
+    sheet = write_sheet(tmp_path / "grid.xlsx", [header, [*row, "[0.5]"], [*row, None]])
+    result = CliRunner().invoke(cli, [
+        "search", str(sheet), "--config", "quick", "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run"),
+        "--limit-per-class", "24", "--epochs", "1", "--image-size", "32", "--folds", "2", "--no-edge"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")
+    assert sorted(zip(rows["grid_id"], rows["fold"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    pruned = rows[rows["prune"] == 0.5]
+    assert len(pruned) == 2 and pruned["pack"].isna().all()  # parent, prune, fine-tune: never packed
+    assert (pruned["parent_n_params"] > pruned["n_params"]).all()
+    assert (rows[rows["prune"].isna()]["pack"] == 2).all()
+    assert result.output.count("packed with fold 2/2") == 1

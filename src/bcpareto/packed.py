@@ -550,6 +550,8 @@ def train_packed(
                           f"{data.train.images.shape[1]} px ones")
     if config.teacher is not None:
         raise TrialFailed("the packed trainer does not distil yet; train with a teacher unpacked")
+    if point.prune:
+        raise TrialFailed("the packed trainer does not prune (train the parent, then prune): train it unpacked")
     if any(m.fold is not None for m in members) and data.folds is None:
         raise TrialFailed("a packed member holds out a fold, but the data has no folds (validation = \"cv\")")
     started = time.perf_counter()

@@ -254,7 +254,7 @@ class _Search:
 
     def _pack_for(self, point: GridPoint) -> int:
         """How many units of ``point`` to train together: ``--pack``, fewer when memory says so."""
-        if self.request.pack <= 1:
+        if self.request.pack <= 1 or point.prune:  # a pruned point trains its parent, then prunes: alone
             return 1
         from .packed import pack_size
 
