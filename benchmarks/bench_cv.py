@@ -1,16 +1,21 @@
 """How well grouped K-fold CV tells signal from noise, from the kept predictions of finished runs
 (no training): issue 24's numbers, and a replay of racing over folds.
 
-    python benchmarks/bench_cv.py RUN_A/metrics_log.csv RUN_B/metrics_log.csv [--json OUT.json]
+    python benchmarks/bench_cv.py RUN_A/metrics_log.csv RUN_B/metrics_log.csv [RUN_C/...] [--json OUT.json]
 
-RUN_A and RUN_B: two independent CV runs of the same grid (other fold assignment and training
-seeds, e.g. the same preset with another `seed`). Printed, per the issue:
+RUN_A, RUN_B, ...: CV runs of the same grid (independent ones: other fold assignment and
+training seeds, e.g. the same preset with another `seed`). Printed, per the issue, for each pair:
 - repeatability: the SD of a model's CV accuracy between the two runs (pooled over models);
 - rank agreement: Spearman's rho of the models' CV accuracies between the runs;
 - paired intervals: the median SE of the paired difference between neighbours on each run's front;
 - coverage: how many models' TEST accuracy (mean of their fold models) lies in
   CV +- 1.645 sqrt(SE_cv^2 + SE_test^2);
-- stable choice: the one-SE choice at each size budget in each run;
+- stable choice: the one-SE choice at each size budget in each run, and in how many runs the
+  most frequent choice is made;
+- paired differences between two runs (e.g. packed against one-at-a-time training, --pack): per
+  model the difference of its out-of-fold accuracy between the runs on the same TRAIN images,
+  resampled by source smear, and how many models' 90% intervals exclude zero; the mean over the
+  models of the difference with its interval;
 - racing: replaying each run in fold-major order with racing.raced_out, the share of training
   seconds racing would have spent and whether its one-SE choices equal the full run's.
 """
@@ -109,9 +114,48 @@ def replay_racing(csv: Path, report, *, budgets=DEFAULT_BUDGETS) -> dict:
             "choices": choices, "full_choices": full, "same_choices": choices == full}
 
 
+def between(ra, rb) -> dict:
+    """Two runs of the same grid: the SD and Spearman of their models' figures, and per model the
+    paired difference of the out-of-fold accuracies on the same TRAIN images (run A's resamples)."""
+    a, b = (r.table.set_index("grid_id") for r in (ra, rb))
+    common = a.index.intersection(b.index)
+    out: dict = {"models": len(common)}
+    for stem in ("cv_accuracy", "cv_int8_accuracy", "test_accuracy", "int8_test_accuracy"):
+        if stem in a and stem in b:
+            x, y = a.loc[common, stem].to_numpy(float), b.loc[common, stem].to_numpy(float)
+            out[stem] = {"sd_between_runs": float(np.sqrt(np.mean((x - y) ** 2) / 2)), "spearman": spearman(x, y)}
+    out["same_one_se_choice"] = {("any" if math.isinf(c.budget) else f"<= {c.budget:g} MB"):
+                                 c.chosen == d.chosen for c, d in zip(ra.choices, rb.choices)}
+    sa, sb = ra.scores, rb.scores
+    if not (np.array_equal(sa.labels, sb.labels) and np.array_equal(sa.groups, sb.groups)):
+        return out  # other image tables: no paired figures
+    train = ~sa.is_test
+    rows_a = [list(sa.grid_ids).index(g) for g in common]
+    rows_b = [list(sb.grid_ids).index(g) for g in common]
+    out["paired"] = {}
+    for key in ("cv", "cv_int8"):
+        if key not in sa.correct or key not in sb.correct:
+            continue
+        ca, cb = sa.correct[key][rows_a][:, train], sb.correct[key][rows_b][:, train]
+        if not (np.isfinite(ca).any() and np.isfinite(cb).any()):
+            continue
+        both = np.isfinite(ca) & np.isfinite(cb)
+        va, res_a = ra.boot_cv.accuracies(np.where(both, ca, np.nan))
+        vb, res_b = ra.boot_cv.accuracies(np.where(both, cb, np.nan))
+        diffs = [cvstats.summarise(float(va[m] - vb[m]), res_a[:, m] - res_b[:, m]) for m in range(len(common))]
+        mean = cvstats.summarise(float(np.mean(va - vb)), np.mean(res_a - res_b, axis=1))
+        out["paired"][key] = {
+            "models": len(common), "excluding_zero": sum(d.excludes_zero() for d in diffs),
+            "median_abs": float(np.median([abs(d.value) for d in diffs])),
+            "mean": mean.value, "mean_se": mean.se, "mean_lo": mean.lo, "mean_hi": mean.hi,
+            "per_model": {int(g): [round(d.value, 4), round(d.lo, 4), round(d.hi, 4)] for g, d in zip(common, diffs)},
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", nargs="+", type=Path, help="metrics_log.csv of each CV run (1 or 2)")
+    parser.add_argument("csv", nargs="+", type=Path, help="metrics_log.csv of each CV run (1 or more)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     reports = [cv_report(csv) for csv in args.csv]
@@ -142,22 +186,31 @@ def main() -> None:
         print(f"  racing replay: trained {racing['units_trained']}/{racing['units']} units, "
               f"{racing['share_of_seconds']:.0%} of the training seconds; raced out {racing['raced_out']}; "
               f"choices {racing['choices']} (full CV: {racing['full_choices']}; same: {racing['same_choices']})")
-    if len(reports) == 2:
-        a, b = (r.table.set_index("grid_id") for r in reports)
-        common = a.index.intersection(b.index)
-        pair = {}
-        for stem in ("cv_accuracy", "cv_int8_accuracy", "test_accuracy", "int8_test_accuracy"):
-            if stem in a and stem in b:
-                x, y = a.loc[common, stem].to_numpy(float), b.loc[common, stem].to_numpy(float)
-                pair[stem] = {"sd_between_runs": float(np.sqrt(np.mean((x - y) ** 2) / 2)),
-                              "spearman": spearman(x, y)}
-        same = {k: reports[0].choices[i].chosen == reports[1].choices[i].chosen
-                for i, k in enumerate(result["runs"][0]["choices"])}
-        result["between_runs"] = {"models": len(common), **pair, "same_one_se_choice": same}
-        for stem, figures in pair.items():
-            print(f"between runs, {stem}: SD of a model between the runs {figures['sd_between_runs']:.4f}, "
-                  f"Spearman {figures['spearman']:.2f} ({len(common)} models)")
-        print(f"same one-SE choice in both runs: {same}")
+    result["between_runs"] = []
+    for i in range(len(reports)):
+        for j in range(i + 1, len(reports)):
+            pair = between(reports[i], reports[j])
+            pair["runs"] = [str(args.csv[i]), str(args.csv[j])]
+            result["between_runs"].append(pair)
+            print(f"runs {i + 1} and {j + 1}:")
+            for stem in ("cv_accuracy", "cv_int8_accuracy", "test_accuracy", "int8_test_accuracy"):
+                if stem in pair:
+                    print(f"  {stem}: SD of a model between the runs {pair[stem]['sd_between_runs']:.4f}, "
+                          f"Spearman {pair[stem]['spearman']:.2f} ({pair['models']} models)")
+            for key, d in pair.get("paired", {}).items():
+                print(f"  paired {key} (run {i + 1} - run {j + 1}, same TRAIN images): mean over models "
+                      f"{d['mean']:+.4f} [{d['mean_lo']:+.4f}, {d['mean_hi']:+.4f}]; {d['excluding_zero']}/"
+                      f"{d['models']} models' intervals exclude zero; median |difference| {d['median_abs']:.4f}")
+            print(f"  same one-SE choice: {pair['same_one_se_choice']}")
+    if len(reports) >= 2:
+        stable = {}
+        for k, budget in enumerate(result["runs"][0]["choices"]):
+            picks = [r.choices[k].chosen for r in reports]
+            top = max(set(picks), key=picks.count)
+            stable[budget] = {"choices": picks, "most_frequent": top, "runs": picks.count(top)}
+        result["stable_choice"] = stable
+        print("one-SE choice per budget across the runs: " + "; ".join(
+            f"{b}: {v['choices']} ({v['most_frequent']} in {v['runs']} of {len(reports)})" for b, v in stable.items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=float))
 
