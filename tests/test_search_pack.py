@@ -74,6 +74,8 @@ def test_pack_trains_a_points_waiting_folds_together_and_records_each_as_alone(
     assert sorted(zip(rows["grid_id"], rows["fold"])) == [(g, f) for g in (0, 1) for f in range(3)]  # each once
     assert sorted(rows["pack"].fillna(1).astype(int)) == [1, 1, 2, 2, 2, 2]
     assert (rows[rows["fold"] == 2]["pack"].isna()).all()
+    together = rows[rows["pack"] == 2].groupby("grid_id")["wall_seconds"]  # each member: its share of the pack's
+    assert (together.nunique() == 1).all() and (together.first() > 0).all()
 
     # packed members are recorded as a standalone training records them: files, predictions, CSV figures
     folder = tmp_path / "packed" / "runs" / rows["study"].iloc[0]

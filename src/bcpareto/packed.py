@@ -635,6 +635,9 @@ def train_packed(
                               curve=curves[i], size_mb=size_mb, common={**common, "pack": n}, started=started,
                               model_dir=model_dir, repeat=member.repeat)
         results.append(MemberResult(member=member, model=model, result=result))
+    wall = time.perf_counter() - started
+    for member_result in results:  # each member's share: the rows' seconds add up to the pack's
+        member_result.result.row["wall_seconds"] = round(wall / n, 2)
     return results
 
 

@@ -512,8 +512,7 @@ class _Search:
             )
             self.echo(f"  warning: {label} stayed at chance level ({self.summary.at_chance[-1]})")
         self._csv()
-        share = result.row["wall_seconds"] / max(1, int(result.row.get("pack") or 1))  # of a packed model's time
-        self.progress.finish(point, repeat, seconds=share, row=result.row)
+        self.progress.finish(point, repeat, seconds=result.row["wall_seconds"], row=result.row)
         # after the CSV: a tracker that hangs or fails costs no row (it never raises)
         self.tracker.log_model(point.grid_id, repeat=repeat, point_params=point.params(), row=result.row,
                                curve=result.curve, tags={"trial": claim.trial.number})
