@@ -123,7 +123,12 @@ def between(ra, rb) -> dict:
     for stem in ("cv_accuracy", "cv_int8_accuracy", "test_accuracy", "int8_test_accuracy"):
         if stem in a and stem in b:
             x, y = a.loc[common, stem].to_numpy(float), b.loc[common, stem].to_numpy(float)
-            out[stem] = {"sd_between_runs": float(np.sqrt(np.mean((x - y) ** 2) / 2)), "spearman": spearman(x, y)}
+            d = x - y
+            out[stem] = {"sd_between_runs": float(np.sqrt(np.mean(d ** 2) / 2)), "spearman": spearman(x, y),
+                         # the same after removing the difference every model shares (the fold
+                         # assignment's draw of hard smears moves a whole run): what ranks models
+                         "mean_difference": float(np.mean(d)),
+                         "sd_between_runs_centred": float(np.sqrt(np.mean((d - d.mean()) ** 2) / 2))}
     out["same_one_se_choice"] = {("any" if math.isinf(c.budget) else f"<= {c.budget:g} MB"):
                                  c.chosen == d.chosen for c, d in zip(ra.choices, rb.choices)}
     sa, sb = ra.scores, rb.scores
@@ -195,8 +200,10 @@ def main() -> None:
             print(f"runs {i + 1} and {j + 1}:")
             for stem in ("cv_accuracy", "cv_int8_accuracy", "test_accuracy", "int8_test_accuracy"):
                 if stem in pair:
-                    print(f"  {stem}: SD of a model between the runs {pair[stem]['sd_between_runs']:.4f}, "
-                          f"Spearman {pair[stem]['spearman']:.2f} ({pair['models']} models)")
+                    f = pair[stem]
+                    print(f"  {stem}: SD of a model between the runs {f['sd_between_runs']:.4f} (run-wide "
+                          f"difference {f['mean_difference']:+.4f}; SD without it {f['sd_between_runs_centred']:.4f}), "
+                          f"Spearman {f['spearman']:.2f} ({pair['models']} models)")
             for key, d in pair.get("paired", {}).items():
                 print(f"  paired {key} (run {i + 1} - run {j + 1}, same TRAIN images): mean over models "
                       f"{d['mean']:+.4f} [{d['mean_lo']:+.4f}, {d['mean_hi']:+.4f}]; {d['excluding_zero']}/"
