@@ -13,7 +13,8 @@ training seeds, e.g. the same preset with another `seed`). Printed, per the issu
 - stable choice: the one-SE choice at each size budget in each run, and in how many runs the
   most frequent choice is made;
 - paired differences between two runs (e.g. packed against one-at-a-time training, --pack): per
-  model the difference of its out-of-fold accuracy between the runs on the same TRAIN images,
+  model the difference of its out-of-fold accuracy between the runs on the same TRAIN images
+  (and of its TEST accuracy, the mean of its fold models, on the same TEST images),
   resampled by source smear, and how many models' 90% intervals exclude zero; the mean over the
   models of the difference with its interval;
 - racing: replaying each run in fold-major order with racing.raced_out, the share of training
@@ -134,19 +135,20 @@ def between(ra, rb) -> dict:
     sa, sb = ra.scores, rb.scores
     if not (np.array_equal(sa.labels, sb.labels) and np.array_equal(sa.groups, sb.groups)):
         return out  # other image tables: no paired figures
-    train = ~sa.is_test
+    train, test = ~sa.is_test, sa.is_test
     rows_a = [list(sa.grid_ids).index(g) for g in common]
     rows_b = [list(sb.grid_ids).index(g) for g in common]
     out["paired"] = {}
-    for key in ("cv", "cv_int8"):
+    for key in ("cv", "cv_int8", "test", "test_int8"):
         if key not in sa.correct or key not in sb.correct:
             continue
-        ca, cb = sa.correct[key][rows_a][:, train], sb.correct[key][rows_b][:, train]
+        part, boot = (train, ra.boot_cv) if key.startswith("cv") else (test, ra.boot_test)
+        ca, cb = sa.correct[key][rows_a][:, part], sb.correct[key][rows_b][:, part]
         if not (np.isfinite(ca).any() and np.isfinite(cb).any()):
             continue
         both = np.isfinite(ca) & np.isfinite(cb)
-        va, res_a = ra.boot_cv.accuracies(np.where(both, ca, np.nan))
-        vb, res_b = ra.boot_cv.accuracies(np.where(both, cb, np.nan))
+        va, res_a = boot.accuracies(np.where(both, ca, np.nan))
+        vb, res_b = boot.accuracies(np.where(both, cb, np.nan))
         diffs = [cvstats.summarise(float(va[m] - vb[m]), res_a[:, m] - res_b[:, m]) for m in range(len(common))]
         mean = cvstats.summarise(float(np.mean(va - vb)), np.mean(res_a - res_b, axis=1))
         out["paired"][key] = {
@@ -205,7 +207,7 @@ def main() -> None:
                           f"difference {f['mean_difference']:+.4f}; SD without it {f['sd_between_runs_centred']:.4f}), "
                           f"Spearman {f['spearman']:.2f} ({pair['models']} models)")
             for key, d in pair.get("paired", {}).items():
-                print(f"  paired {key} (run {i + 1} - run {j + 1}, same TRAIN images): mean over models "
+                print(f"  paired {key} (run {i + 1} - run {j + 1}, same images): mean over models "
                       f"{d['mean']:+.4f} [{d['mean_lo']:+.4f}, {d['mean_hi']:+.4f}]; {d['excluding_zero']}/"
                       f"{d['models']} models' intervals exclude zero; median |difference| {d['median_abs']:.4f}")
             print(f"  same one-SE choice: {pair['same_one_se_choice']}")

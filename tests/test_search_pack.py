@@ -20,8 +20,8 @@ from .conftest import BLOOD_CELLS, needs_data
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--pack", "0"], "'0' is not a number of models per pack: expected a whole number >= 1 or auto"),
-    (["--pack", "many"], "'many' is not a number of models per pack"),
+    (["--pack", "0"], "Invalid value for '--pack': 0 is not in the range x>=1"),
+    (["--pack", "many"], "Invalid value for '--pack': 'many' is not a valid integer"),
     (["--pack", "3", "--folds", "3", "--fidelity", "folds"],
      "--pack 3 trains a grid point's models together, but --fidelity folds races each point fold by fold"),
     (["--pack", "2", "--repeats", "2", "--fidelity", "epochs"],
@@ -114,7 +114,7 @@ def test_a_pruned_point_trains_its_folds_alone_beside_a_packed_one(tmp_path: Pat
     sheet = write_sheet(tmp_path / "grid.xlsx", [header, [*row, "[0.5]"], [*row, None]])
     result = CliRunner().invoke(cli, [
         "search", str(sheet), "--config", "quick", "--data-dir", str(BLOOD_CELLS), "--run-dir", str(tmp_path / "run"),
-        "--limit-per-class", "24", "--epochs", "1", "--image-size", "32", "--folds", "2", "--no-edge"])
+        "--limit-per-class", "24", "--epochs", "1", "--image-size", "32", "--folds", "2", "--no-edge", "--pack", "2"])
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")
     assert sorted(zip(rows["grid_id"], rows["fold"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]

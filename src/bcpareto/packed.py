@@ -96,14 +96,6 @@ from .trial import (
 GROUPED_CONV = {"tensorflow": "split", "jax": "split"}
 
 
-# `search --pack auto`: up to 5 units of a grid point trained together. Measured on this
-# project's 2-core CPU (benchmarks/README.md, "Packed training"), M = 5 against 5 sequential
-# trainings, TensorFlow: 5.66x the summed images/s for the 8k separable net (2.95x once warm),
-# 1.31x for the largest edge-grid model (1.11x once warm); JAX 2.01x and 1.19x. No size lost.
-# A GPU was never lent to measure M there: auto takes the CPU's figure on one too.
-AUTO_PACK = 5
-
-
 def pack_size(point: GridPoint, *, config: TrainConfig, wanted: int) -> tuple[int, str | None]:
     """How many members of ``point``, up to ``wanted``, to train packed so that the packed step
     fits this machine's memory (about n times one member's step at the packed batch), and the

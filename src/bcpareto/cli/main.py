@@ -40,12 +40,9 @@ SAMPLER_CHOICES = ("grid", "random", "tpe", "nsga2", "gp")  # strategy.SAMPLERS 
 
 
 class WorkersType(click.ParamType):
-    """--workers (and --pack): a count of at least 1, or auto."""
+    """--workers: a count of at least 1, or auto."""
 
     name = "workers"
-
-    def __init__(self, what: str = "workers") -> None:
-        self.what = what
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
         if isinstance(value, int) or str(value).strip().lower() == "auto":
@@ -55,7 +52,7 @@ class WorkersType(click.ParamType):
         except ValueError:
             number = 0
         if number < 1:
-            self.fail(f"{value!r} is not a number of {self.what}: expected a whole number >= 1 or auto", param, ctx)
+            self.fail(f"{value!r} is not a number of workers: expected a whole number >= 1 or auto", param, ctx)
         return number
 
 

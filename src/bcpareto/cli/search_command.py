@@ -54,14 +54,14 @@ from .main import (
               "there are GPUs; on CPU they share the cores, one thread each. auto: one per GPU, "
               "else one per core (at most 4): on 2 cores, 2 workers of 1 thread trained 12-21% "
               "faster than 1 of 2 (benchmarks/bench_backends.py).")
-@click.option("--pack", type=WorkersType("models per pack"), default="auto", show_default=True, metavar="M|auto",
+@click.option("--pack", type=click.IntRange(min=1), default=1, show_default=True, metavar="M",
               help="Train up to M waiting models of one grid point (its folds and repeats) as one "
               "packed model, on one stream of batches decoded and augmented once; each is saved, "
-              "measured and logged as if trained alone. 1: one at a time. auto: 5 when a point "
-              "has several models (--folds, --repeats) and the grid trains them (not with a "
-              "sampler, --fidelity or --teacher), else 1. Measured on 2 CPU cores, 5 packed: "
-              "2.95x the images/s of 5 trained one after another for the 8k separable net, "
-              "1.11x for the largest edge model (benchmarks/bench_packed.py).")
+              "measured and logged as if trained alone (not with a sampler, --fidelity or "
+              "--teacher). Off by default: on 2 CPU cores, packing the 5 fold models of each "
+              "edge-grid point (conv nets, 48 px) took 1.5x the training seconds of training them "
+              "one at a time (2026-12-07/08, docs/results/cross-validation.md); it paid for the small "
+              "separable nets at 96 px (benchmarks/bench_packed.py). A GPU is not measured yet.")
 @click.option("--worker-index", type=int, hidden=True)  # set by --workers on the processes it starts
 @click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path),
               hidden=True)  # the workers' SearchRequest file (request.py), written by their parent
@@ -133,7 +133,7 @@ def search(
     sampler: str, n_trials: int | None, budget_minutes: float | None, warm_start: bool,
     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int, max_int8_mb: float | None,
     max_macs: float | None, max_latency_ms: float | None, track: tuple[str, ...], request_file: Path | None,
-    pack: int | str,
+    pack: int,
 ) -> None:
     """Train one CNN per grid point and log each to metrics_log.csv.
 
@@ -201,7 +201,7 @@ def _search_request(xlsx: Path | None, *, preset: str, data_dir: Path | None, ru
                     n_trials: int | None, budget_minutes: float | None, warm_start: bool,
                     sampler_seed: int | None, fidelity: str, eta: int, min_epochs: int,
                     max_int8_mb: float | None, max_macs: float | None, max_latency_ms: float | None,
-                    track: tuple[str, ...], pack: int | str = 1, **overrides: Any) -> tuple[Any, Path, str]:
+                    track: tuple[str, ...], pack: int = 1, **overrides: Any) -> tuple[Any, Path, str]:
     """The search's options as one checked SearchRequest (exit 2 before anything is created),
     with the sheet's path and the Keras backend."""
     from ..dataset import default_data_dir
@@ -243,27 +243,21 @@ def _search_request(xlsx: Path | None, *, preset: str, data_dir: Path | None, ru
         points=tuple(points), config=config, data_dir=data_dir or default_data_dir(), run_dir=run_dir,
         grid_name=path.name, storage_url=storage, study_name=study_name, retry_failed=retry_failed,
         repeats=repeats, on_bad_image=on_bad_image, strategy=strategy, tracking=tracking,
-        pack=_pack(pack, config=config, strategy=strategy, repeats=repeats))
+        pack=_pack(pack, config=config, strategy=strategy))
     return request, path, backend
 
 
-def _pack(pack: int | str, *, config: Any, strategy: Any, repeats: int) -> int:
-    """--pack as a number: auto packs a grid point's models when it has several and nothing
-    decides about them one at a time; a number > 1 where packing cannot work is exit 2."""
-    from ..packed import AUTO_PACK
-    from ..study import units_per_point
-
+def _pack(pack: int, *, config: Any, strategy: Any) -> int:
+    """--pack, checked: a pack of several where packing cannot work is exit 2."""
     blockers = [what for what, on in (("a sampler draws one model at a time", strategy.sampled),
                                       ("--fidelity epochs judges each model epoch by epoch", strategy.halving),
                                       ("--fidelity folds races each point fold by fold", strategy.race),
                                       ("--teacher distils, which the packed trainer does not yet",
                                        config.teacher is not None)) if on]
-    if pack == "auto":
-        return AUTO_PACK if units_per_point(config, repeats) > 1 and not blockers else 1
-    if int(pack) > 1 and blockers:
+    if pack > 1 and blockers:
         raise BadInput(f"--pack {pack} trains a grid point's models together, but {blockers[0]}; "
-                       "use --pack 1 (or leave --pack out: auto)")
-    return int(pack)
+                       "leave --pack out (1: one at a time)")
+    return pack
 
 
 def _search_header(request: Any, *, path: Path, backend: str, say: Callable[[str], None]) -> None:
