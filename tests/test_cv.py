@@ -251,7 +251,8 @@ def test_racing_search_judges_each_later_fold_and_logs_why_a_point_stops(
 @needs_data
 @pytest.mark.slow
 @pytest.mark.train
-def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pack", ["1", "2"])  # 2: each point's two folds trained as one packed model
+def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigkill(tmp_path: Path, pack: str) -> None:
     import os
     import signal
 
@@ -260,10 +261,12 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     _setup(tmp_path, GRID_2)
     url = _sqlite(tmp_path / "run")
     args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "24", "--folds", "2",
-            "--workers", "2")
+            "--workers", "2", "--pack", pack)
     proc = _start(tmp_path, *args)
-    # SIGKILL once a fold model is completed and another is training
-    _wait_for(url, lambda ts: {t.state.name for t in ts} >= {"COMPLETE", "RUNNING"}, proc=proc, timeout=240)
+    # SIGKILL once a fold model is completed and another is training (packed: once both packs train)
+    wanted = {"COMPLETE", "RUNNING"} if pack == "1" else {"RUNNING"}
+    _wait_for(url, lambda ts: {t.state.name for t in ts} >= wanted and (pack == "1" or sum(
+        t.state.name == "RUNNING" for t in ts) == 4), proc=proc, timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     out = _finish(_start(tmp_path, *args), timeout=400)
@@ -272,3 +275,6 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     assert sorted((t.user_attrs["grid_id"], t.user_attrs["repeat"]) for t in done) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")
     assert sorted(zip(rows["grid_id"], rows["fold"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    if pack == "2":
+        assert out.count("packed with fold 2/2 (--pack 2): 2 models trained as one") == 2, out
+        assert (rows["pack"] == 2).all()
