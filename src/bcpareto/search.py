@@ -327,15 +327,13 @@ class _Search:
                 results = train_packed(point, members, config=self.config, data=data, model_dir=self.artefacts)
             return [(c, r.result) for c, r in zip(claims, results, strict=True)]
         except KeyboardInterrupt:
-            for claim in claims:
-                tell_failed(self.study, claim.trial, "interrupted")
+            self._requeue(claims)
             raise
         except MetricsLogError:
             raise
         except Exception as exc:
-            if interrupts.received():
-                for claim in claims:
-                    tell_failed(self.study, claim.trial, "interrupted")
+            if interrupts.received():  # e.g. the KeyboardInterrupt turned into a TensorFlow error
+                self._requeue(claims)
                 raise KeyboardInterrupt from exc
             if environment_fault(exc):
                 for claim in claims[1:]:
@@ -345,6 +343,11 @@ class _Search:
             self.echo(f"  packed training of {len(claims)} models of grid point {point.grid_id} failed "
                       f"({reason.splitlines()[0][:200]}): training them one at a time")
             return [(c, r) for c in claims if (r := self._train_one(c)) is not None]
+
+    def _requeue(self, claims: list[_Claim]) -> None:
+        """Interrupted: every member of the pack goes back to the queue."""
+        for claim in claims:
+            tell_failed(self.study, claim.trial, "interrupted")
 
     def _train_one(self, claim: _Claim, *, announce: bool = True) -> Any | None:
         """The unit's TrialResult, or None when it was decided without training or failed
